@@ -1,0 +1,173 @@
+"""Checkpoints and run directories.
+
+A checkpoint is one self-describing file: a plain dict of str/int/float/list
+values and tensors (format tag and version, model config, vocabulary, model and
+optimizer state, training state, training config, corpus record). It is written
+atomically (temporary file, fsync, rename) and read with ``weights_only=True``,
+so loading a file from elsewhere can never run code hidden in a pickle.
+
+A run directory holds ``last.pt``, ``best.pt`` and ``metrics.jsonl``:
+
+    checkpoints/tinyshakespeare-20261121-233400/
+        last.pt   best.pt   metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from chargen.errors import CheckpointError
+from chargen.model import CharRNN, ModelConfig
+from chargen.vocab import Vocab
+
+FORMAT = "chargen-checkpoint"
+FORMAT_VERSION = 1
+LAST, BEST = "last.pt", "best.pt"
+METRICS = "metrics.jsonl"
+DEFAULT_ROOT = "checkpoints"
+REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "model_state")
+
+
+# -- saving and loading -------------------------------------------------------
+
+
+def save(payload: dict, path: str | os.PathLike) -> None:
+    """Write `payload` to `path` atomically: readers see the old file or the new one, never half.
+
+    On any failure (disk full, no permission) the temporary file is removed,
+    the previous checkpoint is left untouched, and CheckpointError is raised.
+    """
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from e
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read and validate a checkpoint, tensors mapped to the CPU, without unpickling any code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint file is empty")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights-only loading refuses any global it does not know: a foreign or
+        # crafted file stops here, before anything in it can run.
+        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain data") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a chargen checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
+            f"(this chargen reads version {FORMAT_VERSION})"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return payload
+
+
+def build_model(payload: dict) -> tuple[CharRNN, Vocab]:
+    """The model (in eval mode, on the CPU) and vocabulary stored in a loaded checkpoint."""
+    try:
+        vocab = Vocab.from_dict(payload["vocab"])
+        model = CharRNN(ModelConfig.from_dict(payload["model_config"]))
+        model.load_state_dict(payload["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"the checkpoint's model does not match its config: {e}") from e
+    return model.eval(), vocab
+
+
+# -- run directories ----------------------------------------------------------
+
+
+def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAULT_ROOT) -> Path:
+    """The checkpoint file meant by a file path, a run directory, or nothing (the latest run).
+
+    For a run directory `which` picks best.pt or last.pt, falling back to the other.
+    """
+    if path is None:
+        run = latest_run(root)
+        if run is None:
+            raise CheckpointError(f"no runs under ./{root}; train one with 'chargen train CORPUS' or name a checkpoint")
+        path = run
+    path = Path(path)
+    if path.is_dir():
+        for name in (which, LAST if which == BEST else BEST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: no {BEST} or {LAST} in this directory")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
+    """The run directory under `root` whose checkpoint was written most recently."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    runs = [d for d in root.iterdir() if d.is_dir() and ((d / LAST).is_file() or (d / BEST).is_file())]
+    if not runs:
+        return None
+
+    def written(d: Path) -> float:
+        return max((d / n).stat().st_mtime for n in (LAST, BEST) if (d / n).is_file())
+
+    return max(runs, key=written)
+
+
+def new_run_dir(out: Optional[str], corpus_name: str, force: bool, root: str = DEFAULT_ROOT) -> Path:
+    """Create the directory for a new run; never reuse a non-empty one unless `force`.
+
+    Without `out`, the run is named after the corpus and the time:
+    checkpoints/<corpus>-<YYYYmmdd-HHMMSS>.
+    """
+    if out is None:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", corpus_name).strip("-.") or "run"
+        out = str(Path(root) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        base, n = out, 1
+        while Path(out).exists():  # two runs started in the same second
+            n += 1
+            out = f"{base}-{n}"
+    run = Path(out)
+    if run.exists() and not run.is_dir():
+        raise CheckpointError(f"{run}: exists and is not a directory")
+    if run.is_dir() and any(run.iterdir()):
+        if not force:
+            raise CheckpointError(f"{run}: a run already exists here; pass --force to overwrite it, or --resume {run}")
+        for name in (LAST, BEST, METRICS):
+            if (run / name).exists():
+                (run / name).unlink()
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create run directory {run}: {e.strerror or e}") from e
+    if not os.access(run, os.W_OK):
+        raise CheckpointError(f"{run}: the run directory is not writable")
+    return run

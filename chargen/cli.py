@@ -1,0 +1,428 @@
+"""The chargen command line: a thin click shell over the library.
+
+Results (generated text, figures asked for) go to stdout; progress, tables,
+warnings and errors go to stderr, so ``chargen sample > out.txt`` captures only
+text. Every expected failure is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chargen import __version__, checkpoint, display
+from chargen.errors import ChargenError
+
+err = Console(stderr=True, highlight=False)
+
+
+class ChargenGroup(click.Group):
+    """A click group whose failures are always one line on stderr, never a traceback."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            return super().main(args=args, prog_name=prog_name or "chargen", standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = f"{e.ctx.command_path}: " if e.ctx else ""
+            click.echo(f"Error: {where}{e.format_message()}", err=True)
+            sys.exit(2)
+        except (click.ClickException, ChargenError) as e:
+            message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(1)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except BrokenPipeError:  # `chargen sample | head`: the reader left; that is fine
+            sys.stderr.close()
+            sys.exit(0)
+
+
+def build(cls, **options):
+    """Build a config dataclass from CLI options, turning range errors into usage errors."""
+    try:
+        return cls(**options)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+
+
+@click.group(cls=ChargenGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="chargen")
+def cli():
+    """Teach a recurrent neural network to write: text one character at a time,
+    music one MIDI event at a time.
+
+    \b
+    Example:
+      chargen train data/tinyshakespeare.txt --minutes 5
+      chargen sample --temp 0.8
+    """
+
+
+def main():
+    """Console-script entry point."""
+    cli.main()
+
+
+# -- train ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("corpus", nargs=-1)
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True, help="Recurrent cell.")
+@click.option("--layers", "num_layers", type=click.IntRange(min=1), default=2, show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden", "hidden_size", type=click.IntRange(min=1), default=512, show_default=True, help="Hidden units per layer.")
+@click.option("--embed", "embed_dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding size.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Dropout between layers.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens per TBPTT window.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Parallel streams per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr-min", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Final learning rate, as a fraction of --lr (cosine decay).")
+@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Max gradient norm.")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Stop after this many passes (default 10 if no budget is given).")
+@click.option("--steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps (whole run).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time (whole run).")
+@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction at the end of each file held out for validation.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps between validations and checkpoints.")
+@click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
+@click.option("--resume", type=click.Path(exists=True), help="Continue a run (directory or checkpoint) where it stopped.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
+def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out, force, format, device, **options):
+    """Train a model on CORPUS: text files, a folder of .txt or MIDI files, or - for stdin.
+
+    Training stops at --epochs, --steps or --minutes, whichever comes first;
+    Ctrl-C saves a checkpoint you can --resume.
+
+    \b
+    Example:
+      chargen train data/tinyshakespeare.txt --minutes 10
+      chargen train data/bach/ --cell gru --hidden 256
+      chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+    """
+    from chargen import run as runs
+    from chargen.train import TrainConfig
+
+    if resume:
+        session = runs.resume_run(resume, options, corpus, force=force, device=device)
+    else:
+        if not corpus:
+            raise click.UsageError("give a CORPUS to train on, or --resume a run")
+        config = build(TrainConfig, **options)
+        model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
+        build(_model_config(), vocab_size=1, **model_options)  # validate before reading the corpus
+        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device)
+    for note in session.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    _print_run_header(session)
+    stop = _InterruptFlag()
+    with stop, _progress() as progress:
+        task = progress.add_task("training", total=1000, fields="")
+        reporter = _Reporter(session, progress, task)
+        state = runs.execute(session, reporter, should_stop=stop.is_set)
+    _print_summary(session, reporter)
+    if stop.is_set():
+        err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(session.directory))}")
+        sys.exit(130)
+    del state
+
+
+def _model_config():
+    from chargen.model import ModelConfig
+
+    return ModelConfig
+
+
+class _InterruptFlag:
+    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once."""
+
+    def __init__(self):
+        self.hits = 0
+
+    def is_set(self) -> bool:
+        return self.hits > 0
+
+    def _handler(self, signum, frame):
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+        err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[fields]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+class _Reporter:
+    """Turns train() events into the progress line and one printed line per validation."""
+
+    def __init__(self, session, progress: Progress, task):
+        from chargen.train import progress_of
+
+        self.session, self.progress, self.task, self.progress_of = session, progress, task, progress_of
+        self.last_val: Optional[float] = None
+        self.tokens_per_s = 0.0
+        self.windows = 1  # windows per epoch, known from the first event
+        self.unit = "char" if session.corpus.kind == "text" else "token"
+
+    def __call__(self, event: str, info: dict) -> None:
+        s = self.session.state
+        self.windows = info.get("windows", self.windows)
+        if event in ("step", "eval"):
+            self.tokens_per_s = info["tokens_per_s"]
+            epoch = s.epoch + s.window / info["windows"]
+            fields = (
+                f"step {s.step}  epoch {epoch:.2f}  train {info['train_bits']:.3f}  "
+                f"val {display.format_bits(self.last_val)}  {self.tokens_per_s:,.0f} tok/s"
+            )
+            done = self.progress_of(self.session.config, s, info["windows"])
+            self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
+        if event == "eval":
+            self.last_val = info["val_bits"]
+            best = " [green]best[/]" if info["is_best"] else ""
+            self.progress.console.print(
+                f"step {s.step:>6}  train {info['train_bits']:.4f}  "
+                f"val {display.format_bits(info['val_bits'])} bits/{self.unit}  "
+                f"{self.tokens_per_s:,.0f} tok/s{best}"
+            )
+
+
+def _print_run_header(session) -> None:
+    m, c = session.model.config, session.config
+    params = session.model.num_parameters()
+    err.print(
+        f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
+        f"vocab {m.vocab_size}, {len(session.corpus.train):,} train / {len(session.corpus.val):,} val tokens, "
+        f"batch {c.batch_size} x {c.seq_len}, device {session.device}"
+    )
+    err.print(f"run directory: {escape(str(session.directory))}")
+
+
+def _print_summary(session, reporter: _Reporter) -> None:
+    s = session.state
+    rows = [
+        ("steps", f"{s.step:,}"),
+        ("epochs", f"{s.epoch + s.window / reporter.windows:.2f}"),
+        ("tokens seen", f"{s.tokens:,}"),
+        ("training time", display.format_duration(s.elapsed)),
+        ("throughput", f"{reporter.tokens_per_s:,.0f} tokens/s"),
+        ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"),
+        ("best val", f"{display.format_bits(s.best_val)} bits/{reporter.unit}"),
+        ("run", str(session.directory)),
+        ("sample", f"chargen sample {session.directory}"),
+    ]
+    err.print(display.key_value_table("Summary", rows))
+
+
+# -- sample -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
+@click.option("--temp", "temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Sampling temperature; 0 is greedy.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the k most likely tokens.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Sample from the smallest set of tokens with probability >= p.")
+@click.option("--prime", help="Text to start from (the model continues it).")
+@click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Tokens to generate.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples, generated in parallel.")
+@click.option("--seed", type=int, help="Random seed (default: fresh randomness each time).")
+@click.option("--stop", help="End a sample when it generates this text (not included).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+def sample(checkpoint_path, prime, seed, stop, out, device, **options):
+    """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
+    directory (its best checkpoint); omitted, the latest run under ./checkpoints.
+
+    \b
+    Example:
+      chargen sample --temp 0.8 --length 500
+      chargen sample checkpoints/tinyshakespeare-20261121-120000 --prime "ROMEO:" --top-p 0.9
+      chargen sample --num-samples 4 --stop "\\n\\n" --seed 7
+    """
+    import torch
+
+    from chargen.run import resolve_device
+    from chargen.sample import SampleConfig, generate_text
+
+    config = build(SampleConfig, **options)
+    model, vocab, _ = _load_model(checkpoint_path)
+    model.to(resolve_device(device))
+    if prime:
+        prime = prime.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        missing = vocab.missing(prime)
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:20])
+            raise click.UsageError(f"--prime has characters the model's vocabulary lacks: {shown}")
+    start = prime or _default_prime(vocab)
+    generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(6), "little"))
+    texts = [prime or "" for _ in range(config.num_samples)]
+    stream = config.num_samples == 1 and out is None
+    if stream:
+        click.echo(texts[0], nl=False)
+    for pieces in generate_text(model, vocab, start, config, generator, stop=stop):
+        if stream:
+            click.echo(pieces[0], nl=False)
+            sys.stdout.flush()
+        for i, piece in enumerate(pieces):
+            texts[i] += piece
+    if stream:
+        click.echo()
+    elif out is None:
+        for i, text in enumerate(texts):
+            err.print(f"[dim]── sample {i + 1} of {len(texts)} ──[/]")
+            click.echo(text)
+    else:
+        for path, text in zip(_numbered(out, len(texts)), texts):
+            _write_text_atomic(path, text)
+            err.print(f"wrote {escape(str(path))}")
+
+
+def _default_prime(vocab) -> str:
+    """Without a prime, start as a fresh line would: a newline if the vocabulary has one."""
+    return "\n" if "\n" in vocab.index else vocab.tokens[0]
+
+
+def _numbered(path: str, n: int) -> list[Path]:
+    p = Path(path)
+    return [p] if n == 1 else [p.with_name(f"{p.stem}-{i}{p.suffix}") for i in range(1, n + 1)]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ChargenError(f"could not write {path}: {e.strerror or e}") from e
+
+
+def _load_model(path: Optional[str], which: str = checkpoint.BEST):
+    file = checkpoint.resolve(path, which=which)
+    payload = checkpoint.load(file)
+    model, vocab = checkpoint.build_model(payload)
+    return model, vocab, payload
+
+
+# -- eval -------------------------------------------------------------------------------
+
+
+@cli.command("eval")
+@click.argument("checkpoint_path", metavar="CHECKPOINT")
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def eval_command(checkpoint_path, file, batch_size):
+    """Print the bits per character (per token, for music) of FILE under a model.
+
+    \b
+    Example:
+      chargen eval checkpoints/tinyshakespeare-20261121-120000 held_out.txt
+    """
+    from chargen.corpus import load_corpus
+    from chargen.train import evaluate
+
+    model, vocab, payload = _load_model(checkpoint_path)
+    corpus = load_corpus([file], format=vocab.kind, val_frac=0.0, vocab=vocab if vocab.kind == "text" else None)
+    seq_len = payload.get("train_config", {}).get("seq_len", 128)
+    bits = evaluate(model, corpus.train, batch_size, seq_len)
+    if math.isnan(bits):
+        raise ChargenError(f"{file}: too short to evaluate (fewer than 2 tokens)")
+    unit = "character" if vocab.kind == "text" else "token"
+    err.print(f"{len(corpus.train):,} tokens")
+    click.echo(f"{bits:.4f} bits per {unit}")
+
+
+# -- info -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT_OR_RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+def info(checkpoint_path, as_json):
+    """Describe a checkpoint: config, vocabulary, size, progress and loss curves.
+
+    \b
+    Example:
+      chargen info checkpoints/tinyshakespeare-20261121-120000
+    """
+    import json
+
+    model, vocab, payload = _load_model(checkpoint_path)
+    state = payload.get("state", {})
+    facts = {
+        "model": payload["model_config"],
+        "vocab": {"kind": vocab.kind, "size": len(vocab)},
+        "parameters": model.num_parameters(),
+        "step": state.get("step", 0),
+        "epoch": state.get("epoch", 0),
+        "tokens_seen": state.get("tokens", 0),
+        "training_seconds": state.get("elapsed", 0.0),
+        "best_val_bits": state.get("best_val") if math.isfinite(state.get("best_val", math.inf)) else None,
+        "train": payload.get("train_config", {}),
+        "corpus": payload.get("corpus", {}),
+    }
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    out = Console(highlight=False)
+    m = facts["model"]
+    unit = "char" if vocab.kind == "text" else "token"
+    rows = [
+        ("model", f"{m['cell']} {m['num_layers']} x {m['hidden_size']}, embedding {m['embed_dim']}, dropout {m['dropout']}"),
+        ("parameters", f"{facts['parameters']:,}"),
+        ("vocabulary", f"{vocab.kind}, {len(vocab)} tokens"),
+        ("trained", f"{facts['step']:,} steps, {facts['epoch']} epochs, {facts['tokens_seen']:,} tokens, "
+                    f"{display.format_duration(facts['training_seconds'])}"),
+        ("best val", f"{display.format_bits(facts['best_val_bits'])} bits/{unit}"),
+        ("corpus", ", ".join(facts["corpus"].get("files", [])[:3]) or "–"),
+    ]
+    train_cfg = facts["train"]
+    if train_cfg:
+        rows.append(("training", f"batch {train_cfg.get('batch_size')} x {train_cfg.get('seq_len')}, "
+                                 f"lr {train_cfg.get('lr')}, clip {train_cfg.get('clip')}, seed {train_cfg.get('seed')}"))
+    if vocab.kind == "text":
+        rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
+    out.print(display.key_value_table(escape(str(checkpoint_path)), rows))
+    history = state.get("history", [])
+    if history:
+        series = {
+            "train": [(h[0], h[1]) for h in history],
+            "validation": [(h[0], h[2]) for h in history if h[2] is not None],
+        }
+        out.print()
+        out.print(display.loss_chart(series, {"train": "yellow", "validation": "cyan"}, f"bits per {unit}"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

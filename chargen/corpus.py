@@ -1,0 +1,294 @@
+"""Corpus loading: text or MIDI files -> one id tensor -> train/validation split -> batch streams.
+
+Text is decoded as UTF-8 in chunks and mapped to ids with a vectorized table
+lookup, so a large corpus never exists as a Python list and its ids take one
+byte per character when the vocabulary has at most 256 characters.
+
+    corpus = load_corpus(["data/tinyshakespeare.txt"], val_frac=0.1)
+    streams = batchify(corpus.train, batch_size=64)     # (64, N)
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional, Sequence
+
+import torch
+
+from chargen.errors import ChargenError, CorpusError, MidiError
+from chargen.vocab import Vocab, codepoints, storage_dtype
+
+CHUNK_BYTES = 16 * 2**20  # text is decoded 16 MiB at a time: bounded memory, C-speed work
+TEXT_EXTENSIONS = (".txt",)
+STDIN = "-"
+
+
+@dataclass
+class Corpus:
+    """A tokenized corpus, split into training and validation ids (1-D, compact dtype)."""
+
+    vocab: Vocab
+    train: torch.Tensor
+    val: torch.Tensor
+    files: list[str]  # the files read, in order ("-" for stdin)
+    fingerprint: str  # sha256 of the raw bytes of every file, in order
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
+
+    @property
+    def kind(self) -> str:
+        return self.vocab.kind
+
+
+# -- finding files ----------------------------------------------------------
+
+
+def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list[str], str]:
+    """Expand files and folders into a sorted file list, and decide text or MIDI.
+
+    A folder is searched recursively: for MIDI files if it holds any (or if
+    format is "midi"), otherwise for .txt files. A file is MIDI if its
+    extension or its first bytes say so. `format` forces the decision.
+    """
+    from chargen import midi  # imported here: only MIDI corpora need mido
+
+    if not paths:
+        raise CorpusError("no corpus given")
+    files: list[str] = []
+    for p in paths:
+        if p == STDIN:
+            files.append(STDIN)
+            continue
+        path = Path(p)
+        if not path.exists():
+            raise CorpusError(f"{p}: no such file or directory")
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+            want_midi = format == "midi" or (
+                format is None and any(f.suffix.lower() in midi.MIDI_EXTENSIONS for f in found)
+            )
+            exts = midi.MIDI_EXTENSIONS if want_midi else TEXT_EXTENSIONS
+            chosen = [str(f) for f in found if f.suffix.lower() in exts]
+            if not chosen:
+                kind = "MIDI" if want_midi else "text (.txt)"
+                raise CorpusError(f"{p}: no {kind} files in this directory")
+            files.extend(chosen)
+        else:
+            files.append(str(path))
+    if format is None:
+        kinds = {STDIN == f or not _looks_like_midi(f, midi) for f in files}
+        if len(kinds) > 1:
+            raise CorpusError("the corpus mixes text and MIDI files; pass --format to choose")
+        format = "text" if kinds.pop() else "midi"
+    return files, format
+
+
+def _looks_like_midi(path: str, midi) -> bool:
+    return Path(path).suffix.lower() in midi.MIDI_EXTENSIONS or midi.is_midi_file(path)
+
+
+# -- loading ----------------------------------------------------------------
+
+
+def load_corpus(
+    paths: Sequence[str],
+    format: Optional[str] = None,
+    val_frac: float = 0.1,
+    vocab: Optional[Vocab] = None,
+) -> Corpus:
+    """Read, tokenize and split a corpus.
+
+    The last `val_frac` of each file is held out for validation. Pass `vocab`
+    to encode with an existing vocabulary (resuming, evaluating); otherwise a
+    text vocabulary is built from the corpus itself.
+    """
+    if not 0.0 <= val_frac < 1.0:
+        raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
+    files, format = find_files(paths, format)
+    if format == "midi":
+        return _load_midi(files, val_frac)
+    return _load_text(files, val_frac, vocab)
+
+
+def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab]) -> Corpus:
+    if STDIN in files:
+        # stdin can be read only once: hold its bytes so both passes can see them.
+        stdin_bytes = sys.stdin.buffer.read()
+    opener = lambda f: io.BytesIO(stdin_bytes) if f == STDIN else open(f, "rb")  # noqa: E731
+
+    digest = hashlib.sha256()
+    if vocab is None:
+        chars: set[str] = set()
+        for f in files:
+            with opener(f) as stream:
+                for text in _decode_chunks(stream, f, digest):
+                    chars.update(text)
+        if not chars:
+            raise CorpusError(f"{_names(files)}: the corpus is empty")
+        vocab = Vocab(sorted(chars), kind="text")
+        fingerprint = digest.hexdigest()
+        digest = None  # already computed
+    train_parts, val_parts = [], []
+    for f in files:
+        with opener(f) as stream:
+            ids = _encode_stream(stream, f, vocab, digest)
+        if len(ids) == 0:
+            continue
+        cut = len(ids) - int(len(ids) * val_frac)
+        train_parts.append(ids[:cut])
+        val_parts.append(ids[cut:])
+    if not train_parts:
+        raise CorpusError(f"{_names(files)}: the corpus is empty")
+    if digest is not None:
+        fingerprint = digest.hexdigest()
+    return Corpus(vocab, _cat(train_parts), _cat(val_parts), files, fingerprint)
+
+
+def _decode_chunks(stream: BinaryIO, name: str, digest=None) -> Iterator[str]:
+    """Yield the UTF-8 text of a byte stream, chunk by chunk, with a BOM stripped.
+
+    Raises CorpusError with the byte offset of invalid UTF-8, and for binary
+    files (NUL bytes never occur in text).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    first = True
+    while True:
+        raw = stream.read(CHUNK_BYTES)
+        final = not raw
+        if digest is not None and raw:
+            digest.update(raw)
+        if b"\x00" in raw:
+            where = offset + raw.index(b"\x00")
+            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {where}), not text")
+        try:
+            text = decoder.decode(raw, final=final)
+        except UnicodeDecodeError as e:
+            raise CorpusError(
+                f"{name}: invalid UTF-8 at byte offset {_utf8_error_offset(offset, raw, e)}"
+                " (chargen reads text as UTF-8; convert the file, e.g. with iconv)"
+            ) from e
+        if first:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if text:
+            yield text
+        if final:
+            return
+        offset += len(raw)
+
+
+def _utf8_error_offset(offset: int, raw: bytes, error: UnicodeDecodeError) -> int:
+    """The absolute byte offset of a decode error inside the current chunk.
+
+    The incremental decoder may prepend up to 3 bytes held back from the last
+    chunk; error.object is exactly what it decoded, so measure from its end.
+    """
+    return offset + len(raw) - (len(error.object) - error.start)
+
+
+def _encode_stream(stream: BinaryIO, name: str, vocab: Vocab, digest=None) -> torch.Tensor:
+    """The ids of a whole text stream, in vocab's storage dtype, without per-character Python."""
+    parts = []
+    for text in _decode_chunks(stream, name, digest):
+        try:
+            parts.append(vocab.encode_codepoints(codepoints(text)))
+        except ChargenError as e:  # a character the vocabulary lacks
+            raise CorpusError(f"{name}: {e}") from e
+    return _cat(parts, dtype=storage_dtype(len(vocab)))
+
+
+def _load_midi(files: list[str], val_frac: float) -> Corpus:
+    from chargen import midi
+
+    vocab = midi.midi_vocab()
+    digest = hashlib.sha256()
+    train_parts, val_parts, skipped, used = [], [], [], []
+    for f in files:
+        try:
+            tokens = midi.encode_file(f)
+        except MidiError as e:
+            skipped.append((f, str(e)))
+            continue
+        digest.update(Path(f).read_bytes())
+        ids = vocab.encode(tokens).to(storage_dtype(len(vocab)))
+        cut = len(ids) - int(len(ids) * val_frac)
+        train_parts.append(ids[:cut])
+        val_parts.append(ids[cut:])
+        used.append(f)
+    if not used:
+        if len(skipped) == 1:
+            raise CorpusError(skipped[0][1])
+        raise CorpusError(f"none of the {len(files)} MIDI files could be read (first: {skipped[0][1]})")
+    return Corpus(vocab, _cat(train_parts), _cat(val_parts), used, digest.hexdigest(), skipped)
+
+
+def _cat(parts: list[torch.Tensor], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Concatenate 1-D id tensors; a single part is returned as is (no copy)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return torch.empty(0, dtype=dtype or torch.uint8)
+    return torch.cat(parts)
+
+
+def _names(files: list[str]) -> str:
+    return files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more)"
+
+
+# -- batching for truncated backpropagation through time -----------------------
+
+
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Cut a 1-D id sequence into `batch_size` contiguous streams, shape (B, N).
+
+    With ids a..x and batch_size 4, each row continues where it left off from
+    one training window to the next, so the hidden state carried between
+    windows always belongs to the text that came just before:
+
+        row 0:  a b c d e f      window 0 = columns 0..2, window 1 = columns 3..5
+        row 1:  g h i j k l
+        row 2:  m n o p q r
+        row 3:  s t u v w x
+
+    The tail that does not fill a whole column is dropped.
+    """
+    n = len(ids) // batch_size
+    if n < 2:
+        raise CorpusError(
+            f"the corpus has {len(ids)} tokens, too few for {batch_size} streams; "
+            "use a smaller --batch-size or a longer corpus"
+        )
+    return ids[: n * batch_size].view(batch_size, n)
+
+
+def fit_layout(num_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:
+    """Shrink batch size, then window length, so a short corpus still gives full windows.
+
+    Returns (batch_size, seq_len); equal to the inputs whenever the corpus is
+    long enough for one window per stream.
+    """
+    if num_tokens < 2:
+        raise CorpusError(f"the corpus has {num_tokens} training tokens; at least 2 are needed")
+    while batch_size > 1 and num_tokens // batch_size < seq_len + 1:
+        batch_size //= 2
+    seq_len = min(seq_len, num_tokens // batch_size - 1)
+    return batch_size, seq_len
+
+
+def num_windows(streams: torch.Tensor, seq_len: int) -> int:
+    """Windows in one epoch: every input position but the last column is covered once."""
+    return -(-(streams.shape[1] - 1) // seq_len)
+
+
+def get_window(streams: torch.Tensor, index: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets (B, T) of window `index`; the last one may be shorter."""
+    i = index * seq_len
+    T = min(seq_len, streams.shape[1] - 1 - i)
+    assert T > 0, f"window {index} is past the end of the streams"
+    window = streams[:, i : i + T + 1].long()
+    return window[:, :-1], window[:, 1:]

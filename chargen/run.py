@@ -1,0 +1,221 @@
+"""A training run on disk: start or resume one, train it, keep its checkpoints and metrics.
+
+This is the library function behind ``chargen train``. It ties the pieces
+together: corpus -> model and optimizer -> train() -> last.pt / best.pt and
+metrics.jsonl in the run directory. A run can be stopped at any moment (Ctrl-C,
+kill -9, a full disk) and resumed exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from chargen import __version__, checkpoint
+from chargen.corpus import Corpus, fit_layout, load_corpus
+from chargen.errors import CheckpointError, CorpusError
+from chargen.model import CharRNN, ModelConfig
+from chargen.train import TrainConfig, TrainState, train
+from chargen.vocab import Vocab
+
+# Options a resumed run may change; everything else comes from its checkpoint.
+RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every")
+
+
+@dataclass
+class Run:
+    """Everything one training session works on."""
+
+    directory: Path
+    model: CharRNN
+    optimizer: torch.optim.Optimizer
+    corpus: Corpus
+    config: TrainConfig
+    state: TrainState
+    device: torch.device
+    notes: list[str]  # warnings for the user (a shrunk window, skipped files)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def new_run(
+    corpus_paths: Sequence[str],
+    model_options: dict,
+    config: TrainConfig,
+    out: Optional[str] = None,
+    force: bool = False,
+    format: Optional[str] = None,
+    device: str = "auto",
+) -> Run:
+    """Load the corpus, build a seeded model and create the run directory (last, so a bad
+    corpus or option never touches the disk)."""
+    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac)
+    notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
+    batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
+    if (batch_size, seq_len) != (config.batch_size, config.seq_len):
+        notes.append(
+            f"the corpus has only {len(corpus.train)} training tokens: "
+            f"using --batch-size {batch_size} --seq-len {seq_len}"
+        )
+        config.batch_size, config.seq_len = batch_size, seq_len
+    torch.manual_seed(config.seed)  # the same seed gives the same initial weights
+    model_config = ModelConfig(vocab_size=len(corpus.vocab), **model_options)
+    dev = resolve_device(device)
+    model = CharRNN(model_config).to(dev)
+    optimizer = make_optimizer(model, config)
+    name = Path(corpus.files[0]).stem if corpus.files[0] != "-" else "stdin"
+    directory = checkpoint.new_run_dir(out, name, force)
+    _write_metrics_header(directory)
+    return Run(directory, model, optimizer, corpus, config, TrainState(), dev, notes)
+
+
+def resume_run(
+    path: str,
+    overrides: dict,
+    corpus_paths: Sequence[str] = (),
+    force: bool = False,
+    device: str = "auto",
+) -> Run:
+    """Reopen a run from its last checkpoint: same step, optimizer state, data position and RNG.
+
+    The corpus is read again from the paths the checkpoint records (or those
+    given) and must have the same fingerprint unless `force`.
+    """
+    file = checkpoint.resolve(path, which=checkpoint.LAST)
+    payload = checkpoint.load(file)
+    model, vocab = checkpoint.build_model(payload)
+    config = TrainConfig.from_dict(payload.get("train_config", {}))
+    for key in RESUMABLE_OVERRIDES:
+        if overrides.get(key) is not None:
+            setattr(config, key, overrides[key])
+    record = payload.get("corpus", {})
+    paths = list(corpus_paths) or record.get("files", [])
+    if not paths:
+        raise CheckpointError(f"{file}: the checkpoint does not record its corpus; name it after --resume")
+    corpus = load_corpus(paths, format=vocab.kind, val_frac=config.val_frac, vocab=vocab if vocab.kind == "text" else None)
+    if corpus.vocab != vocab:
+        raise CorpusError("the corpus's vocabulary differs from the checkpoint's; it cannot be resumed on it")
+    if corpus.fingerprint != record.get("fingerprint") and not force:
+        raise CorpusError(
+            f"the corpus ({', '.join(paths[:3])}) changed since this run started "
+            "(its fingerprint differs); pass --force to resume on it anyway"
+        )
+    dev = resolve_device(device)
+    model.to(dev)
+    optimizer = make_optimizer(model, config)
+    optimizer.load_state_dict(payload["optimizer_state"])
+    state = TrainState.from_dict(payload["state"])
+    directory = file.parent
+    _truncate_metrics(directory, state.step)
+    notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
+    return Run(directory, model, optimizer, corpus, config, state, dev, notes)
+
+
+def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def payload(run: Run) -> dict:
+    """The checkpoint contents for the run as it stands now."""
+    return {
+        "chargen_version": __version__,
+        "model_config": run.model.config.to_dict(),
+        "vocab": run.corpus.vocab.to_dict(),
+        "model_state": run.model.state_dict(),
+        "optimizer_state": run.optimizer.state_dict(),
+        "train_config": run.config.to_dict(),
+        "state": run.state.to_dict(),
+        "corpus": {
+            "files": [os.path.abspath(f) if f != "-" else f for f in run.corpus.files],
+            "kind": run.corpus.kind,
+            "fingerprint": run.corpus.fingerprint,
+            "train_tokens": len(run.corpus.train),
+            "val_tokens": len(run.corpus.val),
+        },
+    }
+
+
+def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, should_stop=lambda: False) -> TrainState:
+    """Train the run, writing last.pt at every validation and at the end, and best.pt
+    whenever validation improves. A step-0 checkpoint is written first, so the
+    directory always holds a loadable, resumable checkpoint."""
+    callback = callback or (lambda event, info: None)
+    last, best = run.directory / checkpoint.LAST, run.directory / checkpoint.BEST
+    if run.state.step == 0:
+        checkpoint.save(payload(run), last)
+    started = time.perf_counter()
+    tokens_at_start = run.state.tokens
+    eval_seconds = 0.0  # excluded from throughput: tokens/s measures training alone
+
+    def on_event(event: str, info: dict) -> None:
+        nonlocal eval_seconds
+        eval_seconds += info.get("eval_seconds", 0.0)
+        train_seconds = max(time.perf_counter() - started - eval_seconds, 1e-9)
+        info = info | {"tokens_per_s": (run.state.tokens - tokens_at_start) / train_seconds}
+        if event == "eval":
+            data = payload(run)
+            checkpoint.save(data, last)
+            if info["is_best"] or not math.isfinite(info["val_bits"]):
+                checkpoint.save(data, best)
+            _append_metrics(run, info)
+        elif event == "stop" and info["interrupted"]:
+            checkpoint.save(payload(run), last)
+        callback(event, info)
+
+    return train(
+        run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop
+    )
+
+
+# -- metrics.jsonl: one JSON object per validation ----------------------------
+
+
+def _write_metrics_header(directory: Path) -> None:
+    (directory / checkpoint.METRICS).write_text("")
+
+
+def _append_metrics(run: Run, info: dict) -> None:
+    row = {
+        "step": run.state.step,
+        "epoch": run.state.epoch + run.state.window / info["windows"],
+        "train_bits": round(info["train_bits"], 5),
+        "val_bits": None if math.isnan(info["val_bits"]) else round(info["val_bits"], 5),
+        "lr": info["lr"],
+        "tokens_per_s": round(info["tokens_per_s"], 1),
+        "elapsed_s": round(run.state.elapsed, 2),
+    }
+    with open(run.directory / checkpoint.METRICS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _truncate_metrics(directory: Path, step: int) -> None:
+    """Drop rows written after the checkpoint we resume from (a run killed between saves)."""
+    path = directory / checkpoint.METRICS
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(row + "\n" for row in rows))
+
+
+def read_metrics(directory: Path) -> list[dict]:
+    path = Path(directory) / checkpoint.METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def vocab_of(payload: dict) -> Vocab:
+    return Vocab.from_dict(payload["vocab"])

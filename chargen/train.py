@@ -1,0 +1,240 @@
+"""Training with truncated backpropagation through time (TBPTT), and evaluation.
+
+The corpus is cut into `batch_size` contiguous streams (see corpus.batchify).
+Each step trains on the next window of `seq_len` tokens of every stream, then
+carries the final hidden state into the next window, detached so gradients
+stop at the window boundary (Williams & Peng, 1990; the word_language_model
+example's repackage_hidden). The state is reset to zeros at each epoch and
+before evaluation.
+
+Everything a run needs to continue exactly where it stopped (the step, the data
+position, the carried hidden state, the RNG state) lives in TrainState, which
+the checkpoint stores next to the model and optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from chargen.corpus import batchify, get_window, num_windows
+from chargen.errors import TrainingError
+from chargen.model import CharRNN, Hidden, detach_hidden
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Each field is the CLI option of the same name."""
+
+    seq_len: int = 128  # tokens per TBPTT window
+    batch_size: int = 64  # parallel streams
+    lr: float = 2e-3
+    lr_min: float = 0.1  # the cosine schedule decays to lr * lr_min over the run's budget
+    warmup: int = 50  # steps of linear warm-up
+    clip: float = 1.0  # max global gradient norm
+    weight_decay: float = 0.0
+    epochs: Optional[float] = None
+    steps: Optional[int] = None
+    minutes: Optional[float] = None
+    val_frac: float = 0.1
+    eval_every: int = 100  # steps between validations (and checkpoints)
+    eval_tokens: int = 200_000  # cap on validation tokens per periodic evaluation; the last one uses all
+    seed: int = 1111
+
+    def __post_init__(self):
+        positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.lr_min <= 1:
+            raise ValueError(f"lr_min must be in [0, 1], got {self.lr_min}")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be > 0, got {self.clip}")
+        for name in ("epochs", "steps", "minutes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not 0 <= self.val_frac < 1:
+            raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if self.epochs is None and self.steps is None and self.minutes is None:
+            self.epochs = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: enough, with model and optimizer, to resume it bit for bit."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # completed passes over the training streams
+    window: int = 0  # next window within the current epoch
+    hidden: Optional[Hidden] = None  # carried into the next window (None: zeros)
+    rng: Optional[torch.Tensor] = None  # torch's CPU generator state after the last step
+    best_val: float = math.inf  # best validation bits per token so far
+    elapsed: float = 0.0  # seconds of training, over all sessions of the run
+    tokens: int = 0  # training tokens seen
+    history: list = field(default_factory=list)  # [step, train bits, val bits or None]
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"hidden": self.hidden, "rng": self.rng}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in d.items() if k in known})
+        if isinstance(state.hidden, list):
+            state.hidden = tuple(state.hidden)
+        return state
+
+
+def learning_rate(config: TrainConfig, progress: float, step: int) -> float:
+    """Linear warm-up, then cosine decay from lr to lr * lr_min as progress goes 0 -> 1."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = min(max(progress, 0.0), 1.0)
+    return config.lr * (config.lr_min + (1 - config.lr_min) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def progress_of(config: TrainConfig, state: TrainState, windows_per_epoch: int) -> float:
+    """How far through its budget the run is, 0 to 1: the nearest of epochs, steps and minutes."""
+    done = []
+    if config.epochs is not None:
+        done.append((state.epoch + state.window / windows_per_epoch) / config.epochs)
+    if config.steps is not None:
+        done.append(state.step / config.steps)
+    if config.minutes is not None:
+        done.append(state.elapsed / (60 * config.minutes))
+    return max(done)
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, ids: torch.Tensor, batch_size: int, seq_len: int, max_tokens: Optional[int] = None) -> float:
+    """Mean negative log-likelihood of `ids` under the model, in bits per token.
+
+    The hidden state starts at zeros and is carried across windows, as in training.
+    """
+    if max_tokens is not None:
+        ids = ids[: max_tokens + 1]
+    if len(ids) < 2:
+        return math.nan
+    device = next(model.parameters()).device
+    batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
+    streams = batchify(ids, batch_size).to(device)
+    was_training = model.training
+    model.eval()
+    hidden = model.init_hidden(batch_size)
+    total, count = 0.0, 0
+    for w in range(num_windows(streams, seq_len)):
+        x, y = get_window(streams, w, seq_len)
+        logits, hidden = model(x, hidden)
+        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return total / count / LN2
+
+
+Callback = Callable[[str, dict], None]
+
+
+def train(
+    model: CharRNN,
+    optimizer: torch.optim.Optimizer,
+    train_ids: torch.Tensor,
+    val_ids: torch.Tensor,
+    config: TrainConfig,
+    state: TrainState,
+    callback: Optional[Callback] = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainState:
+    """Train until a budget (epochs, steps, minutes) is spent or `should_stop()` says so.
+
+    `callback(event, info)` hears "step" after every step, "eval" after each
+    validation (the moment to save a checkpoint: `state` is consistent then),
+    and "stop" when the loop ends. Raises TrainingError if the loss diverges;
+    the model is then left as it was before the bad step.
+    """
+    callback = callback or (lambda event, info: None)
+    device = next(model.parameters()).device
+    streams = batchify(train_ids, config.batch_size).to(device)
+    windows = num_windows(streams, config.seq_len)
+    if state.rng is not None:
+        torch.set_rng_state(state.rng)
+    hidden = model.init_hidden(config.batch_size) if state.hidden is None else _to(state.hidden, device)
+    model.train()
+    session_start, elapsed_before = time.perf_counter(), state.elapsed
+
+    def budget_spent() -> bool:
+        return progress_of(config, state, windows) >= 1.0
+
+    interrupted = False
+    while not budget_spent():
+        lr = learning_rate(config, progress_of(config, state, windows), state.step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_window(streams, state.window, config.seq_len)
+        hidden = detach_hidden(hidden)  # gradients stop at the window boundary
+        logits, hidden = model(x, hidden)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # Clip the global gradient norm: one long-range spike must not undo training.
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        train_bits = loss.item() / LN2
+        if not math.isfinite(train_bits) or not math.isfinite(grad_norm.item()):
+            raise TrainingError(
+                f"the loss diverged (became {train_bits:.3g}) at step {state.step + 1}; "
+                "the last checkpoint is kept; try a lower --lr or --clip"
+            )
+        optimizer.step()
+
+        state.step += 1
+        state.tokens += y.numel()
+        state.window += 1
+        if state.window == windows:  # epoch boundary: start the streams again from zeros
+            state.epoch, state.window = state.epoch + 1, 0
+            hidden = model.init_hidden(config.batch_size)
+        state.hidden = detach_hidden(hidden)
+        state.elapsed = elapsed_before + time.perf_counter() - session_start
+        state.rng = torch.get_rng_state()
+        info = {"lr": lr, "train_bits": train_bits, "grad_norm": grad_norm.item(), "windows": windows}
+        callback("step", info)
+
+        final = budget_spent()
+        if state.step % config.eval_every == 0 or final:
+            # Periodic validations see at most eval_tokens; the final one sees everything.
+            eval_start = time.perf_counter()
+            val = evaluate(model, val_ids, config.batch_size, config.seq_len, None if final else config.eval_tokens)
+            info["eval_seconds"] = time.perf_counter() - eval_start
+            is_best = math.isfinite(val) and val < state.best_val
+            if is_best:
+                state.best_val = val
+            state.history.append([state.step, train_bits, None if math.isnan(val) else val])
+            state.elapsed = elapsed_before + time.perf_counter() - session_start
+            callback("eval", info | {"val_bits": val, "is_best": is_best, "final": final})
+        if should_stop():
+            interrupted = True
+            break
+    callback("stop", {"windows": windows, "interrupted": interrupted})
+    return state
+
+
+def _to(hidden: Hidden, device: torch.device) -> Hidden:
+    if isinstance(hidden, tuple):
+        return tuple(h.to(device) for h in hidden)
+    return hidden.to(device)
