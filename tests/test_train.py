@@ -26,7 +26,7 @@ def test_loss_falls_on_a_repetitive_corpus(cell):
     before = evaluate(model, ids, 4, 16)
     state = train(model, opt, ids, ids, cfg, TrainState())
     after = evaluate(model, ids, 4, 16)
-    assert state.step == 60
+    assert state.step == 40
     assert before > 2.5  # about log2(8) = 3 bits before training
     assert after < 0.5 * before
 
