@@ -261,18 +261,21 @@ def _quantize(notes: list[_BeatNote]) -> tuple[list[_BeatNote], int]:
     out, changed = [], 0
     for group in by_key.values():
         group.sort()
-        kept = [group[0]]
+        kept, marked = [group[0]], [False]  # marked: an original note the rule changed
         for n in group[1:]:
             prev = kept[-1]
             if n.start == prev.start:  # a doubled note sounds once: keep the longer
                 kept[-1] = prev._replace(end=max(prev.end, n.end),
                                          velocity=max(prev.velocity, n.velocity))
-                changed += 1
+                changed += 2 - marked[-1]
+                marked[-1] = True
                 continue
             if n.start < prev.end:  # a re-struck pitch ends the sounding one
                 kept[-1] = prev._replace(end=n.start)
-                changed += 1
+                changed += 1 - marked[-1]
+                marked[-1] = True
             kept.append(n)
+            marked.append(False)
         out.extend(kept)
     out.sort()
     return out, changed
@@ -586,7 +589,7 @@ class RoundTrip(NamedTuple):
 
     notes: int  # notes as written (zero-length ones dropped)
     preserved: int  # notes found again after MIDI -> tokens -> MIDI
-    one_voice: int  # notes merged or cut short by the one-voice-per-pitch rule
+    one_voice: int  # original notes merged or cut short by the one-voice-per-pitch rule
 
 
 def roundtrip(path) -> tuple[int, int]:
@@ -601,7 +604,7 @@ def measure_roundtrip(path) -> RoundTrip:
     A note is preserved when the decoded file holds a note with the same pitch,
     program and drum flag whose onset and duration (in beats, pedal applied,
     overlong rests shortened) are within one step, velocity within one bin,
-    and tempo at the onset within one tempo bin (1.8%). Drum durations are not
+    and tempo at the onset in the same tempo bin. Drum durations are not
     compared: drums are decoded as one-shots.
     """
     mid = read_midi(path)
@@ -612,25 +615,31 @@ def measure_roundtrip(path) -> RoundTrip:
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
     decoded, decoded_tempos = _read_notes(decode_tokens(tokens))
-    tempo_steps = [(_warp(b * STEPS_PER_BEAT, cuts), bpm) for b, bpm in original_tempos]
-    candidates: dict[tuple, list[_BeatNote]] = {}
-    for n in decoded:
-        candidates.setdefault((n.is_drum, n.program, n.pitch), []).append(
-            n._replace(start=n.start * STEPS_PER_BEAT, end=n.end * STEPS_PER_BEAT))
-    tempo_tolerance = 0.018
+    tempo_steps = [(round(_warp(beats2steps(b), cuts)), bpm) for b, bpm in original_tempos]
+    pools: dict[tuple, list[_BeatNote]] = {}
+    for d in decoded:
+        pools.setdefault((d.is_drum, d.program, d.pitch), []).append(
+            d._replace(start=d.start * STEPS_PER_BEAT, end=d.end * STEPS_PER_BEAT))
+    tolerance = 1 + 1e-6  # one step, plus float noise from ticks -> beats
     preserved = 0
     for n in original:
         start = _warp(n.start * STEPS_PER_BEAT, cuts)
         length = _warp(n.end * STEPS_PER_BEAT, cuts) - start
-        bpm = _bpm_at(tempo_steps, start)
-        pool = candidates.get((n.is_drum, n.program, n.pitch), [])
-        for i, d in enumerate(pool):
-            if (abs(d.start - start) <= 1 + 1e-6
-                    and (n.is_drum or abs((d.end - d.start) - length) <= 1 + 1e-6)
-                    and abs(d.velocity - n.velocity) < VELOCITY_BIN_WIDTH
-                    and abs(math.log(_bpm_at(decoded_tempos, d.start / STEPS_PER_BEAT) / bpm))
-                    <= tempo_tolerance):
-                del pool[i]
-                preserved += 1
-                break
+        bpm = _bpm_at(tempo_steps, round(start))  # tempo changes move to whole steps too
+        pool = pools.get((n.is_drum, n.program, n.pitch), [])
+        errors = [(abs(d.start - start) + (0 if n.is_drum else abs(d.end - d.start - length)), i)
+                  for i, d in enumerate(pool)
+                  if abs(d.start - start) <= tolerance
+                  and (n.is_drum or abs(d.end - d.start - length) <= tolerance)
+                  and abs(d.velocity - n.velocity) < VELOCITY_BIN_WIDTH
+                  and _same_tempo(bpm, _bpm_at(decoded_tempos, d.start / STEPS_PER_BEAT))]
+        if errors:
+            del pool[min(errors)[1]]  # the closest match, so near neighbours keep theirs
+            preserved += 1
     return RoundTrip(len(original), preserved, one_voice)
+
+
+def _same_tempo(original_bpm: float, decoded_bpm: float) -> bool:
+    """True when the decoded tempo is the original's tempo bin, inside the token range."""
+    inside = TEMPO_BPMS[0] - 0.5 <= original_bpm <= TEMPO_BPMS[-1] + 4
+    return inside and math.isclose(decoded_bpm, bpm2bin(original_bpm), rel_tol=1e-4)
