@@ -32,7 +32,8 @@ def main(folder: str) -> None:
         lowest = min(lowest, percent)
         total, kept = total + r.notes, kept + r.preserved
         print(f"| {path.name} | {r.notes} | {r.one_voice} | {r.preserved} | {percent:.2f} |")
-    print(f"\n{len(paths)} files, {total} notes, {kept} preserved ({100.0 * kept / max(total, 1):.2f}%),"
+    overall = 100.0 * kept / max(total, 1)
+    print(f"\n{len(paths)} files, {total} notes, {kept} preserved ({overall:.2f}%),"
           f" lowest file {lowest:.2f}%, {time.perf_counter() - started:.1f} s")
 
 

@@ -8,8 +8,10 @@ the spirit of Performance RNN (Oore et al. 2018) and MIDI-Like (MidiTok):
 Time is beat-relative: STEPS_PER_BEAT steps per quarter note, so sixteenths,
 32nds and triplets land exactly, and tempo tokens carry the tempo map. The
 sustain pedal is applied to note durations; drums (channel 10) have their own
-onset-only tokens. See docs/midi.md for the full token list and the measured
-round-trip fidelity.
+onset-only tokens. The vocabulary and the token <-> note logic live in
+chargen.miditokens (no mido there); this module reads and writes files and
+re-exports the whole public MIDI API. See docs/midi.md for the token list and
+the measured round-trip fidelity.
 
     tokens = encode_file("data/bach/bach_bwv1_6.mid")
     write_midi(decode_tokens(tokens), "out.mid")
@@ -23,37 +25,51 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import mido
 
 from chargen.errors import MidiError
-from chargen.vocab import Vocab
+from chargen.miditokens import (
+    DEFAULT_BPM,
+    DRUM_STEPS,
+    MAX_NOTE_STEPS,
+    MAX_REST_STEPS,
+    MAX_SHIFT_STEPS,
+    MIDI_VOCAB_VERSION,
+    PIECE_TOKEN,
+    STEPS_PER_BEAT,
+    TEMPO_BPMS,
+    VELOCITY_BIN_WIDTH,
+    TimedNote,
+    beats2steps,
+    bpm2bin,
+    describe_tokens,
+    find_cuts,
+    midi_vocab,
+    notes_to_tokens,
+    quantize_notes,
+    seconds_per_step,
+    tokens_duration,
+    tokens_to_notes,
+    vocabulary,
+    warp,
+)
 
-MIDI_VOCAB_VERSION = 1
+__all__ = [
+    "MIDI_EXTENSIONS", "MIDI_VOCAB_VERSION", "PIECE_TOKEN", "STEPS_PER_BEAT", "TEMPO_BPMS",
+    "MAX_SHIFT_STEPS", "MAX_REST_STEPS", "MAX_NOTE_STEPS", "DRUM_STEPS", "VELOCITY_BIN_WIDTH",
+    "Note", "RoundTrip", "vocabulary", "midi_vocab", "describe_tokens", "is_midi_file",
+    "read_midi", "encode_file", "encode_midi", "decode_tokens", "write_midi", "read_prime",
+    "roundtrip", "measure_roundtrip", "piano_roll", "tokens_duration",
+]
+
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 
-STEPS_PER_BEAT = 24  # one step = 1/24 quarter note: 32nds (3) and triplet 16ths (4) are exact
-MAX_SHIFT_STEPS = 96  # longest single shift token: one 4/4 bar; longer gaps repeat it
-MAX_REST_STEPS = 16 * STEPS_PER_BEAT  # silences longer than 4 bars are shortened to this
-MAX_NOTE_STEPS = 32 * STEPS_PER_BEAT  # a note still sounding after 8 bars is closed
-DRUM_STEPS = STEPS_PER_BEAT // 4  # drums are one-shots: decoded as sixteenth notes
-VELOCITY_BIN_WIDTH = 4  # 32 bins over 1..127; a bin decodes to its top value - 1
-DEFAULT_VELOCITY = 63
-DEFAULT_BPM = 120  # the MIDI default tempo (500000 microseconds per beat)
 DRUM_CHANNEL = 9  # General MIDI channel 10, 0-based
 PEDAL_CONTROL = 64  # sustain pedal; down while its value is >= 64
 DECODE_TICKS_PER_BEAT = 480  # 20 ticks per step in files we write
 
-PIECE_TOKEN = "<piece>"
-# Tempo bins in BPM: 1 BPM apart up to 60, then 2, 4 and 8: every bin is within ~1.7%.
-TEMPO_BPMS = (
-    list(range(20, 61))
-    + list(range(62, 121, 2))
-    + list(range(124, 241, 4))
-    + list(range(248, 361, 8))
-)
-VELOCITIES = list(range(VELOCITY_BIN_WIDTH - 1, 128, VELOCITY_BIN_WIDTH))  # 3, 7, ..., 127
 _PITCHED_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]
 
 
@@ -66,70 +82,6 @@ class Note(NamedTuple):
     velocity: int
     program: int  # General MIDI program 0-127; 0 for drums
     is_drum: bool
-
-
-class _BeatNote(NamedTuple):
-    """A note on the beat timeline (beats or steps, depending on the stage)."""
-
-    start: float
-    end: float
-    pitch: int
-    velocity: int
-    program: int
-    is_drum: bool
-
-
-# -- the vocabulary ------------------------------------------------------------
-
-_GROUPS = [
-    ("piece", "<piece>: start of a piece", [PIECE_TOKEN]),
-    ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS]),
-    ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)]),
-    ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES]),
-    ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
-     [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)]),
-    ("note on", "on:0 .. on:127 (pitch)", [f"on:{p}" for p in range(128)]),
-    ("note off", "off:0 .. off:127 (pitch)", [f"off:{p}" for p in range(128)]),
-    ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
-]
-_VOCABULARY = [token for _, _, tokens in _GROUPS for token in tokens]
-_VOCABULARY_SET = frozenset(_VOCABULARY)
-
-
-def vocabulary() -> list[str]:
-    """The fixed, ordered list of every MIDI token."""
-    return list(_VOCABULARY)
-
-
-def midi_vocab() -> Vocab:
-    """The MIDI Vocab every MIDI model uses."""
-    return Vocab(vocabulary(), kind="midi", version=MIDI_VOCAB_VERSION)
-
-
-def describe_tokens() -> list[tuple[str, str, int]]:
-    """(group name, range text, token count) for each token group, in vocabulary order."""
-    return [(name, text, len(tokens)) for name, text, tokens in _GROUPS]
-
-
-def bpm2bin(bpm: float) -> int:
-    """The tempo bin (a BPM in TEMPO_BPMS) nearest to `bpm`, clamped to the range."""
-    i = bisect.bisect_left(TEMPO_BPMS, bpm)
-    if i == 0:
-        return TEMPO_BPMS[0]
-    if i == len(TEMPO_BPMS):
-        return TEMPO_BPMS[-1]
-    below, above = TEMPO_BPMS[i - 1], TEMPO_BPMS[i]
-    return below if bpm - below <= above - bpm else above
-
-
-def velocity2bin(velocity: int) -> int:
-    """The velocity token value (3, 7, ..., 127) of a MIDI velocity 1-127."""
-    return VELOCITIES[min(max(velocity - 1, 0) // VELOCITY_BIN_WIDTH, len(VELOCITIES) - 1)]
-
-
-def beats2steps(beats: float) -> int:
-    """Beats (quarter notes) -> whole time steps: the one place time is quantized."""
-    return round(beats * STEPS_PER_BEAT)
 
 
 # -- reading files ---------------------------------------------------------------
@@ -174,14 +126,15 @@ def read_midi(path) -> mido.MidiFile:
         raise MidiError(f"{path}: corrupt or truncated midi file: {e or type(e).__name__}") from e
 
 
-def _read_notes(mid: mido.MidiFile) -> tuple[list[_BeatNote], list[tuple[float, float]]]:
+def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, float]]]:
     """(notes, tempo changes as (beat, bpm)) of a parsed file, on the beat timeline.
 
     Format 0 and 1 tracks play together; format 2 tracks play one after another.
     Notes pair per (track, channel, pitch); a re-struck pitch ends the previous
-    note; note_on with velocity 0 is a note-off; zero-length notes are dropped. While the sustain pedal (CC64)
-    is down, released notes keep sounding until it lifts. Pitch bends, other
-    controllers, sysex and text/lyric meta are ignored.
+    note; note_on with velocity 0 is a note-off; zero-length notes are dropped.
+    While the sustain pedal (CC64) is down, released notes keep sounding until
+    it lifts. Pitch bends, other controllers, sysex and text/lyric meta are
+    ignored.
     """
     tpb = mid.ticks_per_beat
     if not isinstance(tpb, int) or not 0 < tpb < 0x8000:
@@ -201,7 +154,7 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[_BeatNote], list[tuple[float, 
     pedal = [False] * 16
     sounding: dict[tuple[int, int, int], tuple[int, int, int]] = {}  # (track, ch, pitch) -> on
     held: list[dict[tuple[int, int, int], tuple[int, int, int]]] = [{} for _ in range(16)]
-    notes: list[_BeatNote] = []
+    notes: list[TimedNote] = []
     tempos: list[tuple[float, float]] = []
 
     def finish(key, on, end_tick):
@@ -209,13 +162,14 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[_BeatNote], list[tuple[float, 
         if end_tick <= start:  # zero-length notes are inaudible writer glitches
             return
         drum = key[1] == DRUM_CHANNEL
-        notes.append(_BeatNote(start / tpb, end_tick / tpb, key[2], velocity,
+        notes.append(TimedNote(start / tpb, end_tick / tpb, key[2], velocity,
                                0 if drum else prog, drum))
 
     for tick, t, _, msg in timeline:
         kind = msg.type
         if kind == "set_tempo":
-            tempos.append((tick / tpb, mido.tempo2bpm(msg.tempo) if msg.tempo > 0 else DEFAULT_BPM))
+            bpm = mido.tempo2bpm(msg.tempo) if msg.tempo > 0 else DEFAULT_BPM
+            tempos.append((tick / tpb, bpm))
         elif kind == "program_change":
             program[msg.channel] = msg.program
         elif kind == "control_change" and msg.control == PEDAL_CONTROL:
@@ -245,58 +199,6 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[_BeatNote], list[tuple[float, 
 # -- encoding --------------------------------------------------------------------
 
 
-def _quantize(notes: list[_BeatNote]) -> tuple[list[_BeatNote], int]:
-    """(notes on the step grid, how many the one-voice rule changed).
-
-    Notes become at least one step and at most MAX_NOTE_STEPS long. One
-    instrument sounds one copy of a pitch at a time (as one MIDI channel does):
-    unison doublings merge and a re-struck pitch cuts the sounding note short.
-    """
-    by_key: dict[tuple, list[_BeatNote]] = {}
-    for n in notes:
-        start = beats2steps(n.start)
-        end = min(max(beats2steps(n.end), start + 1), start + MAX_NOTE_STEPS)
-        key = (n.is_drum, n.program, n.pitch)
-        by_key.setdefault(key, []).append(n._replace(start=start, end=end))
-    out, changed = [], 0
-    for group in by_key.values():
-        group.sort()
-        kept, marked = [group[0]], [False]  # marked: an original note the rule changed
-        for n in group[1:]:
-            prev = kept[-1]
-            if n.start == prev.start:  # a doubled note sounds once: keep the longer
-                kept[-1] = prev._replace(end=max(prev.end, n.end),
-                                         velocity=max(prev.velocity, n.velocity))
-                changed += 2 - marked[-1]
-                marked[-1] = True
-                continue
-            if n.start < prev.end:  # a re-struck pitch ends the sounding one
-                kept[-1] = prev._replace(end=n.start)
-                changed += 1 - marked[-1]
-                marked[-1] = True
-            kept.append(n)
-            marked.append(False)
-        out.extend(kept)
-    out.sort()
-    return out, changed
-
-
-def _rests(notes: list[_BeatNote]) -> list[tuple[float, float]]:
-    """The [from, to) step intervals cut out of the timeline: leading silence and overlong rests."""
-    cuts = [(0, notes[0].start)] if notes[0].start > 0 else []
-    sounding_until = notes[0].end
-    for n in notes:
-        if n.start - sounding_until > MAX_REST_STEPS:
-            cuts.append((sounding_until + MAX_REST_STEPS, n.start))
-        sounding_until = max(sounding_until, n.end)
-    return cuts
-
-
-def _warp(step: float, cuts: list[tuple[float, float]]) -> float:
-    """A position on the original step timeline -> the same position once `cuts` are removed."""
-    return step - sum(min(max(step - a, 0), b - a) for a, b in cuts)
-
-
 def _plan(mid: mido.MidiFile):
     """(quantized notes, tempo changes, cuts, one-voice changes) of a file.
 
@@ -305,55 +207,11 @@ def _plan(mid: mido.MidiFile):
     notes, tempos = _read_notes(mid)
     if not notes:
         raise MidiError("no notes")
-    notes, changed = _quantize(notes)
-    cuts = _rests(notes)
-    notes = [n._replace(start=_warp(n.start, cuts), end=_warp(n.end, cuts)) for n in notes]
-    steps = [(round(_warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos]
+    notes, changed = quantize_notes(notes)
+    cuts = find_cuts(notes)
+    notes = [n._replace(start=warp(n.start, cuts), end=warp(n.end, cuts)) for n in notes]
+    steps = [(round(warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos]
     return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, changed
-
-
-def _shift_tokens(steps: int) -> list[str]:
-    """Time shift tokens covering `steps`, longest first."""
-    full, rest = divmod(steps, MAX_SHIFT_STEPS)
-    return [f"shift:{MAX_SHIFT_STEPS}"] * full + ([f"shift:{rest}"] if rest else [])
-
-
-def encode_midi(mid: mido.MidiFile) -> list[str]:
-    """The token list of one in-memory MIDI file, starting with PIECE_TOKEN.
-
-    Raises MidiError if the file holds no notes or uses SMPTE timing.
-    """
-    notes, tempos, _, _ = _plan(mid)
-    # (step, order, is_drum, program, pitch, velocity): at one step, the tempo
-    # comes first, then note-offs, then onsets, each grouped by instrument.
-    events = [(step, 0, False, 0, 0, bpm) for step, bpm in dict(tempos).items()]
-    for n in notes:
-        if not n.is_drum:
-            events.append((n.end, 1, False, n.program, n.pitch, 0))
-        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.velocity))
-    events.sort()
-
-    tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
-    for step, order, is_drum, prog, pitch, value in events:
-        if step > now:
-            tokens += _shift_tokens(step - now)
-            now = step
-        if order == 0:
-            if value != tempo:
-                tempo = value
-                tokens.append(f"tempo:{tempo}")
-            continue
-        if not is_drum and prog != program:
-            program = prog
-            tokens.append(f"prog:{program}")
-        if order == 1:
-            tokens.append(f"off:{pitch}")
-            continue
-        if velocity2bin(value) != velocity:
-            velocity = velocity2bin(value)
-            tokens.append(f"vel:{velocity}")
-        tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
-    return tokens
 
 
 def encode_file(path) -> list[str]:
@@ -365,70 +223,19 @@ def encode_file(path) -> list[str]:
         raise MidiError(f"{path}: {e}") from e
 
 
+def encode_midi(mid: mido.MidiFile) -> list[str]:
+    """The token list of one in-memory MIDI file, starting with PIECE_TOKEN.
+
+    Raises MidiError if the file holds no notes or uses SMPTE timing.
+    """
+    notes, tempos, _, _ = _plan(mid)
+    return notes_to_tokens(notes, tempos)
+
+
 # -- decoding --------------------------------------------------------------------
 
 
-def _first_piece(tokens: Iterable[str]) -> Iterable[tuple[str, int]]:
-    """(kind, value) of each known token of the first piece; unknown tokens are skipped.
-
-    Leading PIECE_TOKENs are skipped; the next one after any music ends the piece.
-    """
-    started = False
-    for token in tokens:
-        if token == PIECE_TOKEN:
-            if started:
-                return
-            continue
-        if token not in _VOCABULARY_SET:
-            continue
-        started = True
-        kind, _, value = token.partition(":")
-        yield kind, int(value)
-
-
-def _read_tokens(tokens: Iterable[str]) -> tuple[list[_BeatNote], list[tuple[int, int]], int]:
-    """(notes, tempo changes, end step) played by a token list, times in steps.
-
-    Repairs as it goes: an off with no matching on is dropped, a re-struck
-    pitch ends the sounding one, a note open for MAX_NOTE_STEPS is closed, and
-    notes open at the end close there (at least one step after their onset).
-    """
-    now, program, velocity = 0, 0, DEFAULT_VELOCITY
-    tempos = [(0, DEFAULT_BPM)]
-    sounding: dict[tuple[int, int], tuple[int, int]] = {}  # (program, pitch) -> (start, velocity)
-    notes: list[_BeatNote] = []
-
-    def close(key, end):
-        start, vel = sounding.pop(key)
-        if end > start:
-            notes.append(_BeatNote(start, end, key[1], vel, key[0], False))
-
-    for kind, value in _first_piece(tokens):
-        if kind == "shift":
-            now += value
-            for key, (start, _) in list(sounding.items()):
-                if now - start >= MAX_NOTE_STEPS:
-                    close(key, start + MAX_NOTE_STEPS)
-        elif kind == "tempo":
-            tempos.append((now, value))
-        elif kind == "prog":
-            program = value
-        elif kind == "vel":
-            velocity = value
-        elif kind == "on":
-            if (program, value) in sounding:
-                close((program, value), now)
-            sounding[(program, value)] = (now, velocity)
-        elif kind == "off" and (program, value) in sounding:
-            close((program, value), max(now, sounding[(program, value)][0] + 1))
-        elif kind == "drum":
-            notes.append(_BeatNote(now, now + DRUM_STEPS, value, velocity, 0, True))
-    for key, (start, _) in list(sounding.items()):
-        close(key, max(now, start + 1))
-    return notes, tempos, now
-
-
-def _assign_channels(notes: list[_BeatNote]) -> dict[int, int]:
+def _assign_channels(notes: list[TimedNote]) -> dict[int, int]:
     """Program -> channel: programs in order of first use over the 15 pitched channels."""
     channels: dict[int, int] = {}
     for n in sorted(notes):
@@ -437,9 +244,9 @@ def _assign_channels(notes: list[_BeatNote]) -> dict[int, int]:
     return channels
 
 
-def _repair_overlaps(notes: list[_BeatNote], channels: dict[int, int]) -> list[tuple]:
+def _repair_overlaps(notes: list[TimedNote], channels: dict[int, int]) -> list[tuple]:
     """(channel, note) pairs where no two notes of one channel and pitch overlap."""
-    by_key: dict[tuple[int, int], list[_BeatNote]] = {}
+    by_key: dict[tuple[int, int], list[TimedNote]] = {}
     for n in sorted(notes):
         channel = DRUM_CHANNEL if n.is_drum else channels[n.program]
         by_key.setdefault((channel, n.pitch), []).append(n)
@@ -464,7 +271,7 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
         raise ValueError("tempo_bpm must be between 1 and 1000")
     if program is not None and not 0 <= program <= 127:
         raise ValueError("program must be between 0 and 127")
-    notes, tempos, _ = _read_tokens(tokens)
+    notes, tempos, _ = tokens_to_notes(tokens)
     if program is not None:
         notes = [n if n.is_drum else n._replace(program=program) for n in notes]
     if tempo_bpm is not None:
@@ -519,21 +326,6 @@ def write_midi(mid: mido.MidiFile, path) -> None:
 # -- timing, priming and inspection ------------------------------------------------
 
 
-def _seconds_per_step(bpm: float) -> float:
-    return 60.0 / (bpm * STEPS_PER_BEAT)
-
-
-def tokens_duration(tokens: Sequence[str]) -> float:
-    """Seconds of music in the first piece of `tokens`, following its tempo tokens."""
-    seconds, bpm = 0.0, DEFAULT_BPM
-    for kind, value in _first_piece(tokens):
-        if kind == "tempo":
-            bpm = value
-        elif kind == "shift":
-            seconds += value * _seconds_per_step(bpm)
-    return seconds
-
-
 def read_prime(path, seconds: float) -> list[str]:
     """The tokens of the first `seconds` of a MIDI file (a prime for sampling)."""
     if not seconds > 0:
@@ -545,7 +337,7 @@ def read_prime(path, seconds: float) -> list[str]:
         if kind == "tempo":
             bpm = int(value)
         elif kind == "shift":
-            elapsed += int(value) * _seconds_per_step(bpm)
+            elapsed += int(value) * seconds_per_step(bpm)
             if elapsed > seconds + 1e-9:
                 return tokens[:i]
     return tokens
@@ -615,16 +407,16 @@ def measure_roundtrip(path) -> RoundTrip:
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
     decoded, decoded_tempos = _read_notes(decode_tokens(tokens))
-    tempo_steps = [(round(_warp(beats2steps(b), cuts)), bpm) for b, bpm in original_tempos]
-    pools: dict[tuple, list[_BeatNote]] = {}
+    tempo_steps = [(round(warp(beats2steps(b), cuts)), bpm) for b, bpm in original_tempos]
+    pools: dict[tuple, list[TimedNote]] = {}
     for d in decoded:
         pools.setdefault((d.is_drum, d.program, d.pitch), []).append(
             d._replace(start=d.start * STEPS_PER_BEAT, end=d.end * STEPS_PER_BEAT))
     tolerance = 1 + 1e-6  # one step, plus float noise from ticks -> beats
     preserved = 0
     for n in original:
-        start = _warp(n.start * STEPS_PER_BEAT, cuts)
-        length = _warp(n.end * STEPS_PER_BEAT, cuts) - start
+        start = warp(n.start * STEPS_PER_BEAT, cuts)
+        length = warp(n.end * STEPS_PER_BEAT, cuts) - start
         bpm = _bpm_at(tempo_steps, round(start))  # tempo changes move to whole steps too
         pool = pools.get((n.is_drum, n.program, n.pitch), [])
         errors = [(abs(d.start - start) + (0 if n.is_drum else abs(d.end - d.start - length)), i)

@@ -73,7 +73,8 @@ def test_vocabulary_is_unique_and_grouped():
     assert len(tokens) == len(set(tokens))
     assert tokens[0] == midi.PIECE_TOKEN
     assert sum(count for _, _, count in midi.describe_tokens()) == len(tokens)
-    assert {"on:60", "off:60", "drum:36", "vel:127", "shift:24", "prog:0", "tempo:120"} <= set(tokens)
+    examples = {"on:60", "off:60", "drum:36", "vel:127", "shift:24", "prog:0", "tempo:120"}
+    assert examples <= set(tokens)
 
 
 def test_midi_vocab_roundtrips_through_dict():
@@ -135,7 +136,7 @@ tempo_lists = st.lists(st.tuples(st.integers(0, 64 * TPB), st.integers(24, 330))
 
 
 def to_notes(drawn, overlaps=True):
-    """Drawn tuples -> build_midi notes; without overlaps, one sounding copy per instrument+pitch."""
+    """Drawn tuples -> build_midi notes; without overlaps: one copy per instrument and pitch."""
     notes, busy_until = [], {}
     for start, length, pitch, velocity, (channel, program) in sorted(drawn):
         key = (channel == 9, 0 if channel == 9 else program, pitch)
