@@ -365,7 +365,7 @@ def _sample_music(model, vocab, config, generator, file, prime, prime_seconds, s
         notes = midi.piano_roll(song)
         err.print(f"wrote {escape(str(path))}: {len(notes)} notes, {song.length:.1f} s, {len(tokens)} tokens")
         if i == 0:
-            err.print(display.piano_roll(notes))
+            err.print(display.piano_roll(notes, width=_roll_width(err)))
 
 
 def _default_prime(vocab) -> str:
@@ -476,6 +476,11 @@ def info(checkpoint_path, as_json):
                                  f"lr {train_cfg.get('lr')}, clip {train_cfg.get('clip')}, seed {train_cfg.get('seed')}"))
     if vocab.kind == "text":
         rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
+    else:
+        from chargen import midi
+
+        for group, example, count in midi.describe_tokens():
+            rows.append((f"  {group}", f"{count:>4}  {escape(example)}"))
     out.print(display.key_value_table(escape(str(checkpoint_path)), rows))
     history = state.get("history", [])
     if history:
@@ -530,7 +535,7 @@ def inspect(paths, format, as_json, roundtrip_out):
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--width", type=click.IntRange(min=20), default=display.ROLL_WIDTH, show_default=True, help="Columns of the roll.")
+@click.option("--width", type=click.IntRange(min=20), help="Columns of the roll (default: the terminal's width).")
 def show(file, width):
     """Draw a MIDI file as a piano roll: pitch against time, one colour per instrument.
 
@@ -544,7 +549,11 @@ def show(file, width):
     notes = midi.piano_roll(song)
     out = Console(highlight=False)
     out.print(f"{escape(file)}: {len(notes)} notes, {song.length:.1f} s, {len(song.tracks)} tracks")
-    out.print(display.piano_roll(notes, width=width))
+    out.print(display.piano_roll(notes, width=width or _roll_width(out)))
+
+
+def _roll_width(console: Console) -> int:
+    return max(20, min(display.ROLL_WIDTH, console.width - 8))
 
 
 if __name__ == "__main__":  # pragma: no cover

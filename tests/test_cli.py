@@ -1,11 +1,14 @@
 """Every command through click's CliRunner, happy paths and the commonest errors."""
 
 import json
+import shutil
+from pathlib import Path
 
+import mido
 import pytest
 from click.testing import CliRunner
 
-from chargen import __version__, checkpoint
+from chargen import __version__, checkpoint, midi
 from chargen.cli import cli
 from conftest import TINY_TRAIN_ARGS
 
@@ -27,7 +30,7 @@ def trained_run(runner, tiny_corpus, tmp_path):
 def test_version_and_help(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
-    for command in ["train", "sample", "eval", "info"]:
+    for command in ["train", "sample", "eval", "info", "inspect", "show"]:
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Example" in result.output
 
@@ -116,3 +119,97 @@ def test_errors_are_one_line_without_traceback(runner, trained_run, tiny_corpus,
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+# -- music -------------------------------------------------------------------------------
+
+MIDI_DIR = Path(__file__).parent / "data" / "midi"
+
+
+@pytest.fixture
+def music_run(runner, tmp_path):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ["folk_english1.mid", "tiny_c_major_scale.mid", "bach_chorale_bwv1_6.mid"]:
+        shutil.copy(MIDI_DIR / name, songs / name)
+    (songs / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    result = runner.invoke(cli, ["train", str(songs), "--steps", "6", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "music")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "broken.mid" in result.stderr
+    return tmp_path / "music"
+
+
+def test_music_train_then_sample_writes_playable_midi(runner, music_run, tmp_path):
+    out = tmp_path / "song.mid"
+    result = runner.invoke(cli, ["sample", str(music_run), "--length", "200", "--seed", "2", "--out", str(out),
+                                 "--num-samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # binary never goes to stdout
+    for path in [tmp_path / "song-1.mid", tmp_path / "song-2.mid"]:
+        song = mido.MidiFile(path)  # parses
+        sounding = {}
+        for msg in mido.merge_tracks(song.tracks):
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding[(msg.channel, msg.note)] = sounding.get((msg.channel, msg.note), 0) + 1
+            elif msg.type in ("note_off", "note_on"):
+                sounding[(msg.channel, msg.note)] = sounding.get((msg.channel, msg.note), 0) - 1
+        assert all(v <= 0 for v in sounding.values()), "a note hangs to the end of the file"
+
+
+def test_music_sample_without_out_writes_into_the_run(runner, music_run):
+    result = runner.invoke(cli, ["sample", str(music_run), "--seconds", "3", "--seed", "1", "--tempo", "90",
+                                 "--program", "40", "--prime", str(MIDI_DIR / "folk_english1.mid")])
+    assert result.exit_code == 0, result.output
+    written = list((music_run / "samples").glob("*.mid"))
+    assert len(written) == 1
+    song = mido.MidiFile(written[0])
+    programs = {m.program for t in song.tracks for m in t if m.type == "program_change"}
+    assert programs <= {40}
+    tempos = {round(mido.tempo2bpm(m.tempo)) for t in song.tracks for m in t if m.type == "set_tempo"}
+    assert tempos == {90}
+
+
+def test_music_prime_and_options_mismatched_with_the_model(runner, music_run, trained_run):
+    result = runner.invoke(cli, ["sample", str(trained_run), "--prime", str(MIDI_DIR / "folk_english1.mid")])
+    assert result.exit_code == 2 and "MIDI file" in result.stderr
+    result = runner.invoke(cli, ["sample", str(music_run), "--prime", "some text"])
+    assert result.exit_code == 2 and "must be a MIDI file" in result.stderr
+    result = runner.invoke(cli, ["sample", str(trained_run), "--seconds", "3"])
+    assert result.exit_code == 2 and "music models" in result.stderr
+
+
+def test_info_on_a_music_checkpoint_lists_the_event_vocabulary(runner, music_run):
+    result = runner.invoke(cli, ["info", str(music_run)])
+    assert result.exit_code == 0, result.output
+    assert "midi" in result.stdout and "note on" in result.stdout and "time shift" in result.stdout
+
+
+def test_inspect_json_reports_each_file(runner, tmp_path):
+    bad = tmp_path / "fake.mid"
+    bad.write_text("not midi at all")
+    text = tmp_path / "words.txt"
+    text.write_text("hello")
+    result = runner.invoke(cli, ["inspect", str(MIDI_DIR / "tiny_c_major_scale.mid"), str(bad), "--json"])
+    report = json.loads(result.stdout)
+    good, broken = report["files"]
+    assert good["kind"] == "midi" and good["notes"] == 8 and good["notes_preserved"] == 8 and good["error"] is None
+    assert broken["error"] and "fake.mid" in broken["error"] and broken["tokens"] is None
+    assert report["vocab_size"] == len(midi.vocabulary())
+    text_report = json.loads(runner.invoke(cli, ["inspect", str(text), "--json"]).stdout)
+    assert text_report["files"][0] == {"path": str(text), "kind": "text", "tokens": 5, "notes": None,
+                                       "notes_preserved": None, "error": None}
+    assert text_report["vocab_size"] == 4
+
+
+def test_inspect_roundtrip_writes_what_chargen_hears(runner, tmp_path):
+    out = tmp_path / "heard.mid"
+    result = runner.invoke(cli, ["inspect", str(MIDI_DIR / "tiny_2tracks_type1.mid"), "--roundtrip", str(out)])
+    assert result.exit_code == 0, result.output
+    notes = [m for t in mido.MidiFile(out).tracks for m in t if m.type == "note_on" and m.velocity > 0]
+    assert len(notes) == 16
+
+
+def test_show_draws_a_piano_roll(runner):
+    result = runner.invoke(cli, ["show", str(MIDI_DIR / "drums_beat.mid")])
+    assert result.exit_code == 0, result.output
+    assert "drums" in result.stdout and "█" in result.stdout
