@@ -213,3 +213,22 @@ def test_show_draws_a_piano_roll(runner):
     result = runner.invoke(cli, ["show", str(MIDI_DIR / "drums_beat.mid")])
     assert result.exit_code == 0, result.output
     assert "drums" in result.stdout and "█" in result.stdout
+
+
+def test_train_reads_stdin(runner, tmp_path):
+    from conftest import TINY_TEXT
+
+    result = runner.invoke(cli, ["train", "-", "--steps", "3", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "s")],
+                           input=TINY_TEXT)
+    assert result.exit_code == 0, result.output
+    payload = checkpoint.load(tmp_path / "s" / "last.pt")
+    assert payload["corpus"]["files"] == ["-"]
+    assert set(payload["vocab"]["tokens"]) == set(TINY_TEXT)
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "chargen", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
