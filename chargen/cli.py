@@ -119,7 +119,14 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
     from chargen.train import TrainConfig
 
     if resume:
-        session = runs.resume_run(resume, options, corpus, force=force, device=device)
+        ctx = click.get_current_context()
+        given = _given_on_command_line(ctx)
+        kept = given - set(runs.RESUMABLE_OVERRIDES) - {"resume", "force", "device", "corpus"}
+        if kept:
+            names = ", ".join(sorted(p.opts[0] for p in ctx.command.params if p.name in kept))
+            err.print(f"[yellow]note:[/] a resumed run keeps its settings; ignoring {names}")
+        overrides = {k: v for k, v in options.items() if k in given}
+        session = runs.resume_run(resume, overrides, corpus, force=force, device=device)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
@@ -140,6 +147,13 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
         err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(session.directory))}")
         sys.exit(130)
     del state
+
+
+def _given_on_command_line(ctx: click.Context) -> set[str]:
+    """The names of the options the user actually typed (not defaults)."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
 
 
 def _model_config():

@@ -232,3 +232,13 @@ def test_python_dash_m_runs_the_cli():
 
     result = subprocess.run([sys.executable, "-m", "chargen", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_resume_keeps_the_run_settings_and_extends_the_budget(runner, trained_run):
+    result = runner.invoke(cli, ["train", "--resume", str(trained_run), "--steps", "15", "--hidden", "99"])
+    assert result.exit_code == 0, result.output
+    assert "ignoring --hidden" in result.stderr
+    payload = checkpoint.load(trained_run / "last.pt")
+    assert payload["state"]["step"] == 15
+    assert payload["model_config"]["hidden_size"] == 16
+    assert payload["train_config"]["eval_every"] == 5  # not reset to the default
