@@ -2,8 +2,8 @@
 
     python bench/midi_roundtrip.py /work/shared/data/midi
 
-Prints a Markdown table: notes as written, notes the one-voice-per-pitch rule
-merged or cut, notes preserved (see chargen.midi.measure_roundtrip) and the
+Prints a Markdown table: notes as written, notes of nested same-pitch overlaps
+re-paired first in, first out, notes cut by the copy limit, notes preserved (see chargen.midi.measure_roundtrip) and the
 percentage; then the minimum and the overall figure.
 """
 
