@@ -24,6 +24,7 @@ import io
 import math
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -33,6 +34,7 @@ from chargen.errors import MidiError
 from chargen.miditokens import (
     DEFAULT_BPM,
     DRUM_STEPS,
+    MAX_COPIES,
     MAX_NOTE_STEPS,
     MAX_REST_STEPS,
     MAX_SHIFT_STEPS,
@@ -58,7 +60,8 @@ from chargen.miditokens import (
 
 __all__ = [
     "MIDI_EXTENSIONS", "MIDI_VOCAB_VERSION", "PIECE_TOKEN", "STEPS_PER_BEAT", "TEMPO_BPMS",
-    "MAX_SHIFT_STEPS", "MAX_REST_STEPS", "MAX_NOTE_STEPS", "DRUM_STEPS", "VELOCITY_BIN_WIDTH",
+    "MAX_SHIFT_STEPS", "MAX_REST_STEPS", "MAX_NOTE_STEPS", "MAX_COPIES", "DRUM_STEPS",
+    "VELOCITY_BIN_WIDTH",
     "Note", "RoundTrip", "vocabulary", "midi_vocab", "describe_tokens", "is_midi_file",
     "read_midi", "encode_file", "encode_midi", "decode_tokens", "write_midi", "read_prime",
     "roundtrip", "measure_roundtrip", "piano_roll", "tokens_duration",
@@ -130,11 +133,13 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
     """(notes, tempo changes as (beat, bpm)) of a parsed file, on the beat timeline.
 
     Format 0 and 1 tracks play together; format 2 tracks play one after another.
-    Notes pair per (track, channel, pitch); a re-struck pitch ends the previous
-    note; note_on with velocity 0 is a note-off; zero-length notes are dropped.
-    While the sustain pedal (CC64) is down, released notes keep sounding until
-    it lifts. Pitch bends, other controllers, sysex and text/lyric meta are
-    ignored.
+    Notes pair per (track, channel, pitch) first in, first out: a pitch struck
+    again while it sounds is a second copy (a unison, as in SATB parts on one
+    channel), and each note-off ends the oldest copy. On the drum channel a
+    re-struck pitch ends the previous hit. note_on with velocity 0 is a
+    note-off; zero-length notes are dropped. While the sustain pedal (CC64) is
+    down, released notes keep sounding until it lifts or their pitch is struck
+    again. Pitch bends, other controllers, sysex and text/lyric meta are ignored.
     """
     tpb = mid.ticks_per_beat
     if not isinstance(tpb, int) or not 0 < tpb < 0x8000:
@@ -152,8 +157,9 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
 
     program = [0] * 16
     pedal = [False] * 16
-    sounding: dict[tuple[int, int, int], tuple[int, int, int]] = {}  # (track, ch, pitch) -> on
-    held: list[dict[tuple[int, int, int], tuple[int, int, int]]] = [{} for _ in range(16)]
+    # (track, channel, pitch) -> copies as (tick, velocity, program), oldest first
+    sounding: dict[tuple[int, int, int], deque[tuple[int, int, int]]] = {}
+    held: list[dict[tuple[int, int, int], list]] = [{} for _ in range(16)]  # released under the pedal
     notes: list[TimedNote] = []
     tempos: list[tuple[float, float]] = []
 
@@ -175,23 +181,27 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
         elif kind == "control_change" and msg.control == PEDAL_CONTROL:
             pedal[msg.channel] = msg.value >= 64
             if not pedal[msg.channel]:
-                for key, on in held[msg.channel].items():
-                    finish(key, on, tick)
+                for key, copies in held[msg.channel].items():
+                    for on in copies:
+                        finish(key, on, tick)
                 held[msg.channel].clear()
         elif kind in ("note_on", "note_off"):
             key = (t, msg.channel, msg.note)
-            on = sounding.pop(key, None) or held[msg.channel].pop(key, None)
+            copies = sounding.setdefault(key, deque())
             if kind == "note_on" and msg.velocity > 0:
-                if on is not None:
+                for on in held[msg.channel].pop(key, []):  # struck again: pedal-held copies end
                     finish(key, on, tick)
-                sounding[key] = (tick, msg.velocity, program[msg.channel])
-            elif on is not None and pedal[msg.channel] and msg.channel != DRUM_CHANNEL:
-                held[msg.channel][key] = on
-            elif on is not None:
-                finish(key, on, tick)
+                if msg.channel == DRUM_CHANNEL and copies:
+                    finish(key, copies.popleft(), tick)
+                copies.append((tick, msg.velocity, program[msg.channel]))
+            elif copies and pedal[msg.channel] and msg.channel != DRUM_CHANNEL:
+                held[msg.channel].setdefault(key, []).append(copies.popleft())
+            elif copies:
+                finish(key, copies.popleft(), tick)
     last = timeline[-1][0] if timeline else 0
-    for key, on in list(sounding.items()) + [kv for h in held for kv in h.items()]:
-        finish(key, on, last)
+    for key, copies in list(sounding.items()) + [kv for h in held for kv in h.items()]:
+        for on in copies:
+            finish(key, on, last)
     notes.sort()
     return notes, tempos
 
@@ -200,18 +210,18 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
 
 
 def _plan(mid: mido.MidiFile):
-    """(quantized notes, tempo changes, cuts, one-voice changes) of a file.
+    """(quantized notes, tempo changes, cuts, notes re-paired, notes cut) of a file.
 
     Times are in steps on the warped timeline (leading silence and overlong rests cut).
     """
     notes, tempos = _read_notes(mid)
     if not notes:
         raise MidiError("no notes")
-    notes, changed = quantize_notes(notes)
+    notes, repaired, cut = quantize_notes(notes)
     cuts = find_cuts(notes)
     notes = [n._replace(start=warp(n.start, cuts), end=warp(n.end, cuts)) for n in notes]
     steps = [(round(warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos]
-    return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, changed
+    return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, repaired, cut
 
 
 def encode_file(path) -> list[str]:
@@ -228,30 +238,55 @@ def encode_midi(mid: mido.MidiFile) -> list[str]:
 
     Raises MidiError if the file holds no notes or uses SMPTE timing.
     """
-    notes, tempos, _, _ = _plan(mid)
+    notes, tempos, *_ = _plan(mid)
     return notes_to_tokens(notes, tempos)
 
 
 # -- decoding --------------------------------------------------------------------
 
 
-def _assign_channels(notes: list[TimedNote]) -> dict[int, int]:
-    """Program -> channel: programs in order of first use over the 15 pitched channels."""
-    channels: dict[int, int] = {}
-    for n in sorted(notes):
-        if not n.is_drum and n.program not in channels:
-            channels[n.program] = _PITCHED_CHANNELS[len(channels) % len(_PITCHED_CHANNELS)]
-    return channels
+def _assign_channels(notes: list[TimedNote]) -> list[tuple[int, TimedNote]]:
+    """(channel, note) pairs: one channel per program, plus one per extra copy of a pitch.
+
+    A MIDI channel sounds one copy of a key at a time. Programs take channels
+    in order of first use (channel 10 is left to drums; past 15 programs,
+    channels are shared). A note struck while k copies of its pitch sound on
+    its program is copy k; copy k > 0 plays on an extra channel set to the same
+    program, taken in order of first use from the channels no program took.
+    When none is left, the copy shares its program's highest channel and the
+    older note is cut where the newer starts (see _repair_overlaps).
+    """
+    notes = sorted(notes)
+    channels: dict[tuple[int, int], int] = {}  # (program, copy) -> channel
+    for n in notes:
+        if not n.is_drum and (n.program, 0) not in channels:
+            count = sum(k == 0 for _, k in channels)
+            channels[(n.program, 0)] = _PITCHED_CHANNELS[count % len(_PITCHED_CHANNELS)]
+    unused = [c for c in _PITCHED_CHANNELS if c not in channels.values()]
+    lanes: dict[tuple[int, int], list[float]] = {}  # (program, pitch) -> end of each copy's last note
+    out = []
+    for n in notes:
+        if n.is_drum:
+            out.append((DRUM_CHANNEL, n))
+            continue
+        ends = lanes.setdefault((n.program, n.pitch), [])
+        copy = next((k for k, end in enumerate(ends) if end <= n.start), len(ends))
+        ends[copy:copy + 1] = [n.end]
+        if (n.program, copy) not in channels:
+            channels[(n.program, copy)] = (unused.pop(0) if unused
+                                           else channels[(n.program, copy - 1)])
+        out.append((channels[(n.program, copy)], n))
+    return out
 
 
-def _repair_overlaps(notes: list[TimedNote], channels: dict[int, int]) -> list[tuple]:
-    """(channel, note) pairs where no two notes of one channel and pitch overlap."""
+def _repair_overlaps(pairs: list[tuple[int, TimedNote]]) -> list[tuple[int, TimedNote]]:
+    """The (channel, note) pairs, cut so that no two notes of one channel and pitch overlap."""
     by_key: dict[tuple[int, int], list[TimedNote]] = {}
-    for n in sorted(notes):
-        channel = DRUM_CHANNEL if n.is_drum else channels[n.program]
+    for channel, n in pairs:
         by_key.setdefault((channel, n.pitch), []).append(n)
     out = []
     for (channel, _), group in by_key.items():
+        group.sort()
         for n, after in zip(group, group[1:] + [None]):
             end = min(n.end, after.start) if after is not None else n.end
             if end > n.start:
@@ -276,14 +311,13 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
         notes = [n if n.is_drum else n._replace(program=program) for n in notes]
     if tempo_bpm is not None:
         tempos = [(0, tempo_bpm)]
-    channels = _assign_channels(notes)
     ticks = DECODE_TICKS_PER_BEAT // STEPS_PER_BEAT
 
     conductor = [(step * ticks, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
                  for step, bpm in dict(tempos).items()]
     per_channel: dict[int, list[tuple]] = {}
     current_program: dict[int, int] = {}
-    for channel, n in sorted(_repair_overlaps(notes, channels), key=lambda cn: cn[1]):
+    for channel, n in sorted(_repair_overlaps(_assign_channels(notes)), key=lambda cn: cn[1]):
         events = per_channel.setdefault(channel, [])
         if channel != DRUM_CHANNEL and current_program.get(channel) != n.program:
             current_program[channel] = n.program
@@ -381,7 +415,8 @@ class RoundTrip(NamedTuple):
 
     notes: int  # notes as written (zero-length ones dropped)
     preserved: int  # notes found again after MIDI -> tokens -> MIDI
-    one_voice: int  # original notes merged or cut short by the one-voice-per-pitch rule
+    repaired: int  # notes of nested same-pitch overlaps, re-paired first in, first out
+    cut: int  # notes cut by MAX_COPIES, or drum hits merged on one step
 
 
 def roundtrip(path) -> tuple[int, int]:
@@ -403,7 +438,7 @@ def measure_roundtrip(path) -> RoundTrip:
     try:
         original, original_tempos = _read_notes(mid)
         tokens = encode_midi(mid)
-        _, _, cuts, one_voice = _plan(mid)
+        _, _, cuts, repaired, cut = _plan(mid)
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
     decoded, decoded_tempos = _read_notes(decode_tokens(tokens))
@@ -428,7 +463,7 @@ def measure_roundtrip(path) -> RoundTrip:
         if errors:
             del pool[min(errors)[1]]  # the closest match, so near neighbours keep theirs
             preserved += 1
-    return RoundTrip(len(original), preserved, one_voice)
+    return RoundTrip(len(original), preserved, repaired, cut)
 
 
 def _same_tempo(original_bpm: float, decoded_bpm: float) -> bool:

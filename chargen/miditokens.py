@@ -14,6 +14,7 @@ back; this module turns those notes into tokens and tokens into notes.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from typing import Iterable, NamedTuple, Sequence
 
 from chargen.vocab import Vocab
@@ -24,6 +25,7 @@ MAX_SHIFT_STEPS = 96  # longest single shift token: one 4/4 bar; longer gaps rep
 MAX_REST_STEPS = 16 * STEPS_PER_BEAT  # silences longer than 4 bars are shortened to this
 MAX_NOTE_STEPS = 32 * STEPS_PER_BEAT  # a note still sounding after 8 bars is closed
 DRUM_STEPS = STEPS_PER_BEAT // 4  # drums are one-shots: decoded as sixteenth notes
+MAX_COPIES = 4  # copies of one pitch one instrument sounds at once (unisons); a fifth cuts the oldest
 VELOCITY_BIN_WIDTH = 4  # 32 bins over 1..127; a bin decodes to its top value - 1
 DEFAULT_VELOCITY = 63
 DEFAULT_BPM = 120  # the MIDI default tempo (500000 microseconds per beat)
@@ -102,12 +104,16 @@ def beats2steps(beats: float) -> int:
     return round(beats * STEPS_PER_BEAT)
 
 
-def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int]:
-    """(notes on the step grid, how many the one-voice rule changed).
+def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int, int]:
+    """(notes on the step grid, notes re-paired, notes cut), as decoding will play them.
 
-    Notes become at least one step and at most MAX_NOTE_STEPS long. One
-    instrument sounds one copy of a pitch at a time (as one MIDI channel does):
-    unison doublings merge and a re-struck pitch cuts the sounding note short.
+    Notes become at least one step and at most MAX_NOTE_STEPS long. An
+    instrument may sound up to MAX_COPIES copies of one pitch at once (unison
+    doublings, overlapping re-strikes). Tokens pair each off:P with the oldest
+    sounding copy (first in, first out), so within one instrument and pitch the
+    k-th onset ends at the k-th release: a nested overlap (a short copy inside
+    a long one) is re-paired here. A copy struck while MAX_COPIES sound cuts
+    the oldest one short. Drums are one-shots: hits of one drum on one step merge.
     """
     by_key: dict[tuple, list[TimedNote]] = {}
     for n in notes:
@@ -115,27 +121,33 @@ def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int]:
         end = min(max(beats2steps(n.end), start + 1), start + MAX_NOTE_STEPS)
         key = (n.is_drum, n.program, n.pitch)
         by_key.setdefault(key, []).append(n._replace(start=start, end=end))
-    out, changed = [], 0
-    for group in by_key.values():
+    out, repaired, cut = [], 0, 0
+    for (is_drum, _, _), group in by_key.items():
         group.sort()
-        kept, marked = [group[0]], [False]  # marked: an original note the rule changed
-        for n in group[1:]:
-            prev = kept[-1]
-            if n.start == prev.start:  # a doubled note sounds once: keep the longer
-                kept[-1] = prev._replace(end=max(prev.end, n.end),
-                                         velocity=max(prev.velocity, n.velocity))
-                changed += 2 - marked[-1]
-                marked[-1] = True
-                continue
-            if n.start < prev.end:  # a re-struck pitch ends the sounding one
-                kept[-1] = prev._replace(end=n.start)
-                changed += 1 - marked[-1]
-                marked[-1] = True
-            kept.append(n)
-            marked.append(False)
-        out.extend(kept)
+        if is_drum:  # the loudest of the hits on one step
+            loudest: dict[float, TimedNote] = {}
+            for n in group:
+                if n.start not in loudest or n.velocity > loudest[n.start].velocity:
+                    loudest[n.start] = n
+            cut += len(group) - len(loudest)
+            out.extend(loudest.values())
+            continue
+        kept, sounding = [], deque()  # sounding: indices into kept, oldest first
+        for n, end in zip(group, sorted(n.end for n in group)):
+            end = min(end, n.start + MAX_NOTE_STEPS)
+            repaired += end != n.end
+            while sounding and kept[sounding[0]].end <= n.start:
+                sounding.popleft()
+            if len(sounding) == MAX_COPIES:
+                oldest = sounding.popleft()
+                cut += 1
+                repaired -= kept[oldest].end != group[oldest].end  # count each note once
+                kept[oldest] = kept[oldest]._replace(end=n.start)
+            sounding.append(len(kept))
+            kept.append(n._replace(end=end))
+        out.extend(n for n in kept if n.end > n.start)
     out.sort()
-    return out, changed
+    return out, repaired, cut
 
 
 def find_cuts(notes: list[TimedNote]) -> list[tuple[float, float]]:
@@ -157,20 +169,22 @@ def warp(step: float, cuts: list[tuple[float, float]]) -> float:
 def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> list[str]:
     """The token list of quantized notes and (step, tempo bin) changes, from PIECE_TOKEN on.
 
-    This is the one place notes become tokens; note ends must already respect
-    the one-voice rule (see quantize_notes).
+    This is the one place notes become tokens; notes must already be paired
+    first in, first out and respect MAX_COPIES (see quantize_notes).
     """
-    # (step, order, is_drum, program, pitch, velocity): at one step, the tempo
-    # comes first, then note-offs, then onsets, each grouped by instrument.
-    events = [(step, 0, False, 0, 0, bpm) for step, bpm in dict(tempos).items()]
+    # (step, order, is_drum, program, pitch, end, velocity): at one step, the
+    # tempo comes first, then note-offs, then onsets, each grouped by
+    # instrument. Copies of one pitch starting together go shortest first, so
+    # the first off:P (closing the oldest copy) ends the right one.
+    events = [(step, 0, False, 0, 0, 0, bpm) for step, bpm in dict(tempos).items()]
     for n in notes:
         if not n.is_drum:
-            events.append((n.end, 1, False, n.program, n.pitch, 0))
-        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.velocity))
+            events.append((n.end, 1, False, n.program, n.pitch, 0, 0))
+        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.end, n.velocity))
     events.sort()
 
     tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
-    for step, order, is_drum, prog, pitch, value in events:
+    for step, order, is_drum, prog, pitch, _, value in events:
         if step > now:
             tokens += shift_tokens(step - now)
             now = step
@@ -219,26 +233,34 @@ def first_piece(tokens: Iterable[str]) -> Iterable[tuple[str, int]]:
 def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
     """(notes, tempo changes, end step) played by a token list, times in steps.
 
-    Repairs as it goes: an off with no matching on is dropped, a re-struck
-    pitch ends the sounding one, a note open for MAX_NOTE_STEPS is closed, and
-    notes open at the end close there (at least one step after their onset).
+    Each instrument may sound up to MAX_COPIES copies of a pitch: off:P ends
+    the oldest sounding copy of P on the current program (first in, first
+    out). Repairs as it goes: an off with nothing sounding is dropped, an on
+    while MAX_COPIES copies sound ends the oldest there, a note open for more
+    than MAX_NOTE_STEPS is closed at that length, and notes open at the end
+    close there (at least one step after their onset).
     """
     now, program, velocity = 0, 0, DEFAULT_VELOCITY
     tempos = [(0, DEFAULT_BPM)]
-    sounding: dict[tuple[int, int], tuple[int, int]] = {}  # (program, pitch) -> (start, velocity)
+    # (program, pitch) -> sounding copies as (start, velocity), oldest first
+    sounding: dict[tuple[int, int], deque[tuple[int, int]]] = {}
     notes: list[TimedNote] = []
 
     def close(key, end):
-        start, vel = sounding.pop(key)
+        start, vel = sounding[key].popleft()
+        if not sounding[key]:
+            del sounding[key]
         if end > start:
             notes.append(TimedNote(start, end, key[1], vel, key[0], False))
 
     for kind, value in first_piece(tokens):
+        key = (program, value)
         if kind == "shift":
             now += value
-            for key, (start, _) in list(sounding.items()):
-                if now - start >= MAX_NOTE_STEPS:
-                    close(key, start + MAX_NOTE_STEPS)
+            for copies_key, copies in list(sounding.items()):
+                # strictly longer: an off at exactly MAX_NOTE_STEPS still closes its own copy
+                while copies_key in sounding and now - copies[0][0] > MAX_NOTE_STEPS:
+                    close(copies_key, copies[0][0] + MAX_NOTE_STEPS)
         elif kind == "tempo":
             tempos.append((now, value))
         elif kind == "prog":
@@ -246,15 +268,16 @@ def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[
         elif kind == "vel":
             velocity = value
         elif kind == "on":
-            if (program, value) in sounding:
-                close((program, value), now)
-            sounding[(program, value)] = (now, velocity)
-        elif kind == "off" and (program, value) in sounding:
-            close((program, value), max(now, sounding[(program, value)][0] + 1))
+            if len(sounding.get(key, ())) == MAX_COPIES:
+                close(key, now)
+            sounding.setdefault(key, deque()).append((now, velocity))
+        elif kind == "off" and key in sounding:
+            close(key, max(now, sounding[key][0][0] + 1))
         elif kind == "drum":
             notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
-    for key, (start, _) in list(sounding.items()):
-        close(key, max(now, start + 1))
+    for key, copies in list(sounding.items()):
+        for start, _ in list(copies):
+            close(key, max(now, start + 1))
     return notes, tempos, now
 
 
