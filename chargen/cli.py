@@ -113,19 +113,25 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
       chargen train data/tinyshakespeare.txt --minutes 10
       chargen train data/bach/ --cell gru --hidden 256
       chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+      torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
+    from chargen import distributed
     from chargen import run as runs
     from chargen.train import TrainConfig
 
+    world = distributed.start(runs.resolve_device(device))  # one process unless launched by torchrun
+    click.get_current_context().call_on_close(world.stop)
+    if not world.is_main:
+        err.quiet = True  # only rank 0 reports
     if resume:
-        session = runs.resume_run(resume, options, corpus, force=force, device=device)
+        session = runs.resume_run(resume, options, corpus, force=force, device=device, world=world)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
         build(_model_config(), vocab_size=1, **model_options)  # validate before reading the corpus
-        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device)
+        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in session.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(session)
