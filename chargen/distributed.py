@@ -111,7 +111,7 @@ class World:
         """
         stack = rng if rng.dim() == 2 else rng.unsqueeze(0)
         if self.rank < len(stack):
-            return stack[self.rank]
+            return stack[self.rank].clone()  # set_rng_state misreads a view into a larger tensor
         return torch.Generator().manual_seed(seed + self.rank).get_state()
 
     def broadcast_text(self, text: str) -> str:

@@ -64,6 +64,7 @@ def test_world_local_rng_takes_its_row_or_forks_a_stream():
     assert torch.equal(World(rank=1, size=2).local_rng(stack, seed=0), b)
     assert torch.equal(World(rank=0, size=1).local_rng(stack, seed=0), a)  # fewer ranks: row 0
     assert torch.equal(World(rank=1, size=2).local_rng(a, seed=5), torch.Generator().manual_seed(6).get_state())
+    assert World(rank=1, size=2).local_rng(stack, seed=0).storage_offset() == 0  # set_rng_state misreads a view
 
 
 # -- two processes under torchrun -----------------------------------------------------------
