@@ -227,9 +227,14 @@ def _print_run_header(session) -> None:
     err.print(
         f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
         f"vocab {m.vocab_size}, {len(session.corpus.train):,} train / {len(session.corpus.val):,} val tokens, "
-        f"batch {c.batch_size} x {c.seq_len}, device {session.device}"
+        f"batch {c.batch_size} x {c.seq_len}, device {session.device}{_world_note(session.world, c.batch_size)}"
     )
     err.print(f"run directory: {escape(str(session.directory))}")
+
+
+def _world_note(world, batch_size: int) -> str:
+    """', 2 processes (32 streams each)' under torchrun; nothing in one process."""
+    return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
 
 
 def _print_summary(session, reporter: _Reporter) -> None:

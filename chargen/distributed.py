@@ -54,7 +54,7 @@ class World:
         if batch_size % self.size:
             raise ChargenError(
                 f"a batch of {batch_size} streams cannot be split evenly over {self.size} processes; "
-                f"use a --batch-size that is a multiple of {self.size} (or resume with a world size that divides it)"
+                "the batch size (--batch-size; a resumed run keeps its own) must be a multiple of the number of processes"
             )
 
     def rows(self, batch_size: int) -> slice:

@@ -181,3 +181,21 @@ def test_new_run_refuses_a_batch_that_does_not_split_before_touching_the_disk(tm
     with pytest.raises(ChargenError, match="3 streams cannot be split evenly over 2 processes"):
         runs.new_run([str(corpus)], dict(MODEL), config, out=str(tmp_path / "odd"), world=World(rank=0, size=2))
     assert not (tmp_path / "odd").exists()
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_with_two_processes(two_process_run, tmp_path):
+    """The same world size takes up each rank's rows of the hidden state and its own RNG stream."""
+    _, corpus, run_dir, _ = two_process_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    for name in (checkpoint.LAST, checkpoint.METRICS):
+        (resumed_dir / name).write_bytes((run_dir / name).read_bytes())
+    result = _torchrun(["train", "--resume", str(resumed_dir), "--steps", str(2 * STEPS)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
+    resumed = checkpoint.load(resumed_dir / checkpoint.LAST)
+    assert resumed["state"]["step"] == 2 * STEPS
+    for name, weight in straight["model_state"].items():
+        assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
+    assert [row["step"] for row in runs.read_metrics(resumed_dir)] == [STEPS, 2 * STEPS]
