@@ -21,7 +21,7 @@ import torch
 from chargen import __version__, checkpoint
 from chargen.corpus import Corpus, fit_layout, load_corpus
 from chargen.distributed import World
-from chargen.errors import CheckpointError, CorpusError
+from chargen.errors import ChargenError, CheckpointError, CorpusError
 from chargen.model import CharRNN, ModelConfig
 from chargen.train import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
@@ -50,7 +50,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("--device cuda was asked for, but no CUDA GPU is available")
+        raise ChargenError("--device cuda was asked for, but no CUDA GPU is available")
     return torch.device(name)
 
 
