@@ -132,7 +132,7 @@ class World:
 
     def stop(self) -> None:
         """Leave the process group (call once, at the end of the command)."""
-        if self.size > 1 and dist.is_initialized():
+        if dist.is_available() and dist.is_initialized():  # also a torchrun group of one
             dist.destroy_process_group()
 
     def _all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
