@@ -130,6 +130,11 @@ class World:
         dist.broadcast(data, src=0)
         return bytes(data.cpu().tolist()).decode("utf-8")
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        if self.size > 1:
+            self._all_gather(torch.zeros(1))  # a tiny collective; works the same on gloo and nccl
+
     def stop(self) -> None:
         """Leave the process group (call once, at the end of the command)."""
         if dist.is_available() and dist.is_initialized():  # also a torchrun group of one
@@ -174,6 +179,6 @@ def start(device: torch.device) -> World:
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
     return World(rank=rank, size=size, local_rank=local_rank, device=device)
 

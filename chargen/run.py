@@ -203,8 +203,12 @@ def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, sh
             if info["is_best"] or not math.isfinite(info["val_bits"]):
                 checkpoint.save(data, best)
             _append_metrics(run, info)
-        elif event == "stop" and info["interrupted"] and writes:
-            checkpoint.save(payload(run), last)
+        elif event == "stop" and info["interrupted"]:
+            if writes:
+                checkpoint.save(payload(run), last)
+            # torchrun stops every rank as soon as one exits with an error status
+            # (Ctrl-C exits with 130): no rank may leave before rank 0 has saved.
+            run.world.barrier()
         callback(event, info)
 
     return train(
