@@ -153,7 +153,9 @@ class World:
 
 def launched() -> bool:
     """True when this process was started by torchrun (or another launcher setting WORLD_SIZE)."""
-    return dist.is_torchelastic_launched() or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # what dist.is_torchelastic_launched() checks
+        return True
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def start(device: torch.device) -> World:
@@ -167,6 +169,9 @@ def start(device: torch.device) -> World:
         return World(device=device)
     if not dist.is_available():
         raise ChargenError("this PyTorch build has no torch.distributed; it cannot train in several processes")
+    missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise ChargenError(f"a distributed launch needs {', '.join(missing)} in the environment; start with torchrun")
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":

@@ -16,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint
+from chargen import checkpoint, distributed
 from chargen import run as runs
 from chargen.cli import cli
 from chargen.distributed import World
@@ -65,6 +65,22 @@ def test_world_local_rng_takes_its_row_or_forks_a_stream():
     assert torch.equal(World(rank=0, size=1).local_rng(stack, seed=0), a)  # fewer ranks: row 0
     assert torch.equal(World(rank=1, size=2).local_rng(a, seed=5), torch.Generator().manual_seed(6).get_state())
     assert World(rank=1, size=2).local_rng(stack, seed=0).storage_offset() == 0  # set_rng_state misreads a view
+
+
+def test_start_without_torchrun_is_one_process(monkeypatch):
+    for name in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    world = distributed.start(torch.device("cpu"))
+    assert (world.rank, world.size, world.is_main, world.device) == (0, 1, True, torch.device("cpu"))
+
+
+def test_start_with_a_partial_launch_environment_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ChargenError, match="needs RANK, MASTER_ADDR, MASTER_PORT"):
+        distributed.start(torch.device("cpu"))
 
 
 # -- two processes under torchrun -----------------------------------------------------------
