@@ -114,10 +114,16 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
       chargen train data/tinyshakespeare.txt --minutes 10
       chargen train data/bach/ --cell gru --hidden 256
       chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+      torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
+    from chargen import distributed
     from chargen import run as runs
     from chargen.train import TrainConfig
 
+    world = distributed.start(runs.resolve_device(device))  # one process unless launched by torchrun
+    click.get_current_context().call_on_close(world.stop)
+    if not world.is_main:
+        err.quiet = True  # only rank 0 reports
     if resume:
         ctx = click.get_current_context()
         given = _given_on_command_line(ctx)
@@ -126,14 +132,14 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
             names = ", ".join(sorted(p.opts[0] for p in ctx.command.params if p.name in kept))
             err.print(f"[yellow]note:[/] a resumed run keeps its settings; ignoring {names}")
         overrides = {k: v for k, v in options.items() if k in given}
-        session = runs.resume_run(resume, overrides, corpus, force=force, device=device)
+        session = runs.resume_run(resume, overrides, corpus, force=force, device=device, world=world)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
         build(_model_config(), vocab_size=1, **model_options)  # validate before reading the corpus
-        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device)
+        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in session.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(session)
@@ -236,9 +242,14 @@ def _print_run_header(session) -> None:
     err.print(
         f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
         f"vocab {m.vocab_size}, {len(session.corpus.train):,} train / {len(session.corpus.val):,} val tokens, "
-        f"batch {c.batch_size} x {c.seq_len}, device {session.device}"
+        f"batch {c.batch_size} x {c.seq_len}, device {session.device}{_world_note(session.world, c.batch_size)}"
     )
     err.print(f"run directory: {escape(str(session.directory))}")
+
+
+def _world_note(world, batch_size: int) -> str:
+    """', 2 processes (32 streams each)' under torchrun; nothing in one process."""
+    return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
 
 
 def _print_summary(session, reporter: _Reporter) -> None:
