@@ -210,18 +210,18 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
 
 
 def _plan(mid: mido.MidiFile):
-    """(quantized notes, tempo changes, cuts, notes re-paired, notes cut) of a file.
+    """(quantized notes, tempo changes, cuts, notes cut) of a file.
 
     Times are in steps on the warped timeline (leading silence and overlong rests cut).
     """
     notes, tempos = _read_notes(mid)
     if not notes:
         raise MidiError("no notes")
-    notes, repaired, cut = quantize_notes(notes)
+    notes, cut = quantize_notes(notes)
     cuts = find_cuts(notes)
     notes = [n._replace(start=warp(n.start, cuts), end=warp(n.end, cuts)) for n in notes]
     steps = [(round(warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos]
-    return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, repaired, cut
+    return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, cut
 
 
 def encode_file(path) -> list[str]:
@@ -415,7 +415,6 @@ class RoundTrip(NamedTuple):
 
     notes: int  # notes as written (zero-length ones dropped)
     preserved: int  # notes found again after MIDI -> tokens -> MIDI
-    repaired: int  # notes of nested same-pitch overlaps, re-paired first in, first out
     cut: int  # notes cut by MAX_COPIES, or drum hits merged on one step
 
 
@@ -438,7 +437,7 @@ def measure_roundtrip(path) -> RoundTrip:
     try:
         original, original_tempos = _read_notes(mid)
         tokens = encode_midi(mid)
-        _, _, cuts, repaired, cut = _plan(mid)
+        _, _, cuts, cut = _plan(mid)
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
     decoded, decoded_tempos = _read_notes(decode_tokens(tokens))
@@ -463,7 +462,7 @@ def measure_roundtrip(path) -> RoundTrip:
         if errors:
             del pool[min(errors)[1]]  # the closest match, so near neighbours keep theirs
             preserved += 1
-    return RoundTrip(len(original), preserved, repaired, cut)
+    return RoundTrip(len(original), preserved, cut)
 
 
 def _same_tempo(original_bpm: float, decoded_bpm: float) -> bool:

@@ -6,6 +6,7 @@ Tokens (see docs/midi.md for the full list and the reasons):
     prog:N      instrument (GM program)   vel:N     velocity bin for next onsets
     on:P off:P  pitched note on / off     drum:P    drum hit (channel 10), no off
     shift:N     advance N steps of 1/STEPS_PER_BEAT beat
+    copy:K      the next off:P ends the copy of P with K older copies sounding, not the oldest
 
 chargen.midi turns MIDI files into the step-timeline notes handled here and
 back; this module turns those notes into tokens and tokens into notes.
@@ -14,18 +15,17 @@ back; this module turns those notes into tokens and tokens into notes.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from typing import Iterable, NamedTuple, Sequence
 
 from chargen.vocab import Vocab
 
-MIDI_VOCAB_VERSION = 1
+MIDI_VOCAB_VERSION = 2  # 2: copy:K tokens (which sounding copy an off ends)
 STEPS_PER_BEAT = 24  # one step = 1/24 quarter note: 32nds (3) and triplet 16ths (4) are exact
 MAX_SHIFT_STEPS = 96  # longest single shift token: one 4/4 bar; longer gaps repeat it
 MAX_REST_STEPS = 16 * STEPS_PER_BEAT  # silences longer than 4 bars are shortened to this
 MAX_NOTE_STEPS = 32 * STEPS_PER_BEAT  # a note still sounding after 8 bars is closed
 DRUM_STEPS = STEPS_PER_BEAT // 4  # drums are one-shots: decoded as sixteenth notes
-MAX_COPIES = 4  # copies of one pitch one instrument sounds at once (unisons); a fifth cuts the oldest
+MAX_COPIES = 6  # copies of one pitch one instrument sounds at once (unisons); one more cuts the oldest
 VELOCITY_BIN_WIDTH = 4  # 32 bins over 1..127; a bin decodes to its top value - 1
 DEFAULT_VELOCITY = 63
 DEFAULT_BPM = 120  # the MIDI default tempo (500000 microseconds per beat)
@@ -63,6 +63,8 @@ _GROUPS = [
     ("note on", "on:0 .. on:127 (pitch)", [f"on:{p}" for p in range(128)]),
     ("note off", "off:0 .. off:127 (pitch)", [f"off:{p}" for p in range(128)]),
     ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
+    ("off copy", f"copy:1 .. copy:{MAX_COPIES - 1} (next off ends a newer copy)",
+     [f"copy:{k}" for k in range(1, MAX_COPIES)]),
 ]
 _VOCABULARY = [token for _, _, tokens in _GROUPS for token in tokens]
 _VOCABULARY_SET = frozenset(_VOCABULARY)
@@ -104,16 +106,14 @@ def beats2steps(beats: float) -> int:
     return round(beats * STEPS_PER_BEAT)
 
 
-def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int, int]:
-    """(notes on the step grid, notes re-paired, notes cut), as decoding will play them.
+def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int]:
+    """(notes on the step grid, notes cut), as decoding will play them.
 
     Notes become at least one step and at most MAX_NOTE_STEPS long. An
     instrument may sound up to MAX_COPIES copies of one pitch at once (unison
-    doublings, overlapping re-strikes). Tokens pair each off:P with the oldest
-    sounding copy (first in, first out), so within one instrument and pitch the
-    k-th onset ends at the k-th release: a nested overlap (a short copy inside
-    a long one) is re-paired here. A copy struck while MAX_COPIES sound cuts
-    the oldest one short. Drums are one-shots: hits of one drum on one step merge.
+    doublings, overlapping re-strikes, a short note inside a long one); a copy
+    struck while MAX_COPIES sound cuts the oldest one short, as decoding does.
+    Drums are one-shots: hits of one drum on one step merge.
     """
     by_key: dict[tuple, list[TimedNote]] = {}
     for n in notes:
@@ -121,7 +121,7 @@ def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int, int]:
         end = min(max(beats2steps(n.end), start + 1), start + MAX_NOTE_STEPS)
         key = (n.is_drum, n.program, n.pitch)
         by_key.setdefault(key, []).append(n._replace(start=start, end=end))
-    out, repaired, cut = [], 0, 0
+    out, cut = [], 0
     for (is_drum, _, _), group in by_key.items():
         group.sort()
         if is_drum:  # the loudest of the hits on one step
@@ -132,22 +132,18 @@ def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int, int]:
             cut += len(group) - len(loudest)
             out.extend(loudest.values())
             continue
-        kept, sounding = [], deque()  # sounding: indices into kept, oldest first
-        for n, end in zip(group, sorted(n.end for n in group)):
-            end = min(end, n.start + MAX_NOTE_STEPS)
-            repaired += end != n.end
-            while sounding and kept[sounding[0]].end <= n.start:
-                sounding.popleft()
+        kept, sounding = [], []  # sounding: indices into kept, oldest (first struck) first
+        for n in group:
+            sounding = [i for i in sounding if kept[i].end > n.start]
             if len(sounding) == MAX_COPIES:
-                oldest = sounding.popleft()
+                oldest = sounding.pop(0)
                 cut += 1
-                repaired -= kept[oldest].end != group[oldest].end  # count each note once
                 kept[oldest] = kept[oldest]._replace(end=n.start)
             sounding.append(len(kept))
-            kept.append(n._replace(end=end))
+            kept.append(n)
         out.extend(n for n in kept if n.end > n.start)
     out.sort()
-    return out, repaired, cut
+    return out, cut
 
 
 def find_cuts(notes: list[TimedNote]) -> list[tuple[float, float]]:
@@ -169,22 +165,24 @@ def warp(step: float, cuts: list[tuple[float, float]]) -> float:
 def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> list[str]:
     """The token list of quantized notes and (step, tempo bin) changes, from PIECE_TOKEN on.
 
-    This is the one place notes become tokens; notes must already be paired
-    first in, first out and respect MAX_COPIES (see quantize_notes).
+    This is the one place notes become tokens; notes must already respect
+    MAX_COPIES (see quantize_notes). off:P ends the oldest sounding copy of P;
+    when the note ending is a newer copy, copy:K (K older copies sound) comes first.
     """
-    # (step, order, is_drum, program, pitch, end, velocity): at one step, the
-    # tempo comes first, then note-offs, then onsets, each grouped by
-    # instrument. Copies of one pitch starting together go shortest first, so
-    # the first off:P (closing the oldest copy) ends the right one.
-    events = [(step, 0, False, 0, 0, 0, bpm) for step, bpm in dict(tempos).items()]
+    # (step, order, is_drum, program, pitch, start, end, velocity): at one
+    # step, the tempo comes first, then note-offs (oldest copy first), then
+    # onsets, each grouped by instrument. Copies of one pitch starting together
+    # go shortest first, so the common case needs no copy: token.
+    events = [(step, 0, False, 0, 0, 0, 0, bpm) for step, bpm in dict(tempos).items()]
     for n in notes:
         if not n.is_drum:
-            events.append((n.end, 1, False, n.program, n.pitch, 0, 0))
-        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.end, n.velocity))
+            events.append((n.end, 1, False, n.program, n.pitch, n.start, n.end, n.velocity))
+        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.start, n.end, n.velocity))
     events.sort()
 
     tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
-    for step, order, is_drum, prog, pitch, _, value in events:
+    sounding: dict[tuple[int, int], list[tuple]] = {}  # (program, pitch) -> copies, oldest first
+    for step, order, is_drum, prog, pitch, start, end, value in events:
         if step > now:
             tokens += shift_tokens(step - now)
             now = step
@@ -197,12 +195,18 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> li
             program = prog
             tokens.append(f"prog:{program}")
         if order == 1:
-            tokens.append(f"off:{pitch}")
+            copies = sounding[(prog, pitch)]
+            older = copies.index((start, end, value))  # copies sounding that were struck before it
+            assert older < MAX_COPIES, "notes_to_tokens needs notes within MAX_COPIES"
+            tokens += [f"copy:{older}", f"off:{pitch}"] if older else [f"off:{pitch}"]
+            del copies[older]
             continue
         if velocity2bin(value) != velocity:
             velocity = velocity2bin(value)
             tokens.append(f"vel:{velocity}")
         tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
+        if not is_drum:
+            sounding.setdefault((prog, pitch), []).append((start, end, value))
     return tokens
 
 
@@ -234,20 +238,22 @@ def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[
     """(notes, tempo changes, end step) played by a token list, times in steps.
 
     Each instrument may sound up to MAX_COPIES copies of a pitch: off:P ends
-    the oldest sounding copy of P on the current program (first in, first
-    out). Repairs as it goes: an off with nothing sounding is dropped, an on
-    while MAX_COPIES copies sound ends the oldest there, a note open for more
-    than MAX_NOTE_STEPS is closed at that length, and notes open at the end
-    close there (at least one step after their onset).
+    the oldest sounding copy of P on the current program, or, right after
+    copy:K, the copy with K older copies sounding (the newest if fewer do).
+    Repairs as it goes: an off with nothing sounding is dropped, a copy:K not
+    followed by an off is ignored, an on while MAX_COPIES copies sound ends the
+    oldest there, a note open for more than MAX_NOTE_STEPS is closed at that
+    length, and notes open at the end close there (at least one step after
+    their onset).
     """
-    now, program, velocity = 0, 0, DEFAULT_VELOCITY
+    now, program, velocity, pending_copy = 0, 0, DEFAULT_VELOCITY, 0
     tempos = [(0, DEFAULT_BPM)]
     # (program, pitch) -> sounding copies as (start, velocity), oldest first
-    sounding: dict[tuple[int, int], deque[tuple[int, int]]] = {}
+    sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
     notes: list[TimedNote] = []
 
-    def close(key, end):
-        start, vel = sounding[key].popleft()
+    def close(key, end, copy=0):
+        start, vel = sounding[key].pop(copy)
         if not sounding[key]:
             del sounding[key]
         if end > start:
@@ -255,6 +261,7 @@ def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[
 
     for kind, value in first_piece(tokens):
         key = (program, value)
+        copy, pending_copy = pending_copy, 0  # copy:K applies to the token right after it only
         if kind == "shift":
             now += value
             for copies_key, copies in list(sounding.items()):
@@ -270,9 +277,12 @@ def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[
         elif kind == "on":
             if len(sounding.get(key, ())) == MAX_COPIES:
                 close(key, now)
-            sounding.setdefault(key, deque()).append((now, velocity))
+            sounding.setdefault(key, []).append((now, velocity))
+        elif kind == "copy":
+            pending_copy = value
         elif kind == "off" and key in sounding:
-            close(key, max(now, sounding[key][0][0] + 1))
+            copy = min(copy, len(sounding[key]) - 1)
+            close(key, max(now, sounding[key][copy][0] + 1), copy)
         elif kind == "drum":
             notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
     for key, copies in list(sounding.items()):
