@@ -64,6 +64,13 @@ def save(payload: dict, path: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete temporary files left by saves that a kill -9 cut short (see save())."""
+    for name in (LAST, BEST):
+        for stale in Path(directory).glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def load(path: str | os.PathLike) -> dict:
     """Read and validate a checkpoint, tensors mapped to the CPU, without unpickling any code."""
     path = Path(path)

@@ -20,7 +20,7 @@ import torch
 
 from chargen import __version__, checkpoint
 from chargen.corpus import Corpus, fit_layout, load_corpus
-from chargen.errors import CheckpointError, CorpusError
+from chargen.errors import CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
 from chargen.train import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
@@ -80,7 +80,10 @@ def new_run(
     name = Path(corpus.files[0]).stem if corpus.files[0] != "-" else "stdin"
     directory = checkpoint.new_run_dir(out, name, force)
     _write_metrics_header(directory)
-    return Run(directory, model, optimizer, corpus, config, TrainState(), dev, notes)
+    # Record the RNG state now, so a run resumed from its step-0 checkpoint draws the same
+    # dropout masks as one that never stopped.
+    state = TrainState(rng=torch.get_rng_state())
+    return Run(directory, model, optimizer, corpus, config, state, dev, notes)
 
 
 def resume_run(
@@ -120,6 +123,7 @@ def resume_run(
     optimizer.load_state_dict(payload["optimizer_state"])
     state = TrainState.from_dict(payload["state"])
     directory = file.parent
+    checkpoint.remove_stale_temporaries(directory)
     _truncate_metrics(directory, state.step)
     notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
     return Run(directory, model, optimizer, corpus, config, state, dev, notes)
@@ -185,7 +189,7 @@ def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, sh
 
 
 def _write_metrics_header(directory: Path) -> None:
-    (directory / checkpoint.METRICS).write_text("")
+    _write_metrics(directory / checkpoint.METRICS, "", "w")
 
 
 def _append_metrics(run: Run, info: dict) -> None:
@@ -198,23 +202,40 @@ def _append_metrics(run: Run, info: dict) -> None:
         "tokens_per_s": round(info["tokens_per_s"], 1),
         "elapsed_s": round(run.state.elapsed, 2),
     }
-    with open(run.directory / checkpoint.METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    _write_metrics(run.directory / checkpoint.METRICS, json.dumps(row) + "\n", "a")
+
+
+def _write_metrics(path: Path, text: str, mode: str) -> None:
+    try:
+        with open(path, mode) as f:
+            f.write(text)
+    except OSError as e:  # a full disk: say so in one line; last.pt was written before this
+        raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
 
 
 def _truncate_metrics(directory: Path, step: int) -> None:
-    """Drop rows written after the checkpoint we resume from (a run killed between saves)."""
+    """Drop rows written after the checkpoint we resume from (a run killed between saves),
+    and any half-written last line (killed while appending)."""
     path = directory / checkpoint.METRICS
     if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(row + "\n" for row in rows))
+        rows = [json.dumps(row) + "\n" for row in read_metrics(directory) if row.get("step", 0) <= step]
+        _write_metrics(path, "".join(rows), "w")
 
 
 def read_metrics(directory: Path) -> list[dict]:
+    """The rows of metrics.jsonl; a line that is not a JSON object (cut short by a kill) is skipped."""
     path = Path(directory) / checkpoint.METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def vocab_of(payload: dict) -> Vocab:
