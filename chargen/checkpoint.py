@@ -19,7 +19,6 @@ import pickle
 import re
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -58,7 +57,8 @@ def save(payload: dict, path: str | os.PathLike) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from e
+        kept = "; the previous checkpoint is unchanged" if path.exists() else ""
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}{kept}") from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
@@ -82,9 +82,16 @@ def load(path: str | os.PathLike) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights-only loading refuses any global it does not know: a foreign or
-        # crafted file stops here, before anything in it can run.
-        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain data") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        # crafted file stops here, before anything in it can run. Random bytes land
+        # here too, as an unknown pickle opcode rather than a global.
+        blocked = re.search(r"GLOBAL (\S+)", str(e))
+        if blocked:
+            raise CheckpointError(
+                f"{path}: refused to load: the file would import {blocked.group(1)}; "
+                "a checkpoint holds only tensors and plain data"
+            ) from e
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways (IndexError for text, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a chargen checkpoint")
@@ -128,6 +135,10 @@ def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAU
         for name in (which, LAST if which == BEST else BEST):
             if (path / name).is_file():
                 return path / name
+        if (path / METRICS).is_file():  # created, then stopped before the step-0 checkpoint
+            raise CheckpointError(
+                f"{path}: this run was stopped before its first checkpoint; start it again with --force"
+            )
         raise CheckpointError(f"{path}: no {BEST} or {LAST} in this directory")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run directory")

@@ -118,7 +118,12 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
     from chargen.train import TrainConfig
 
     if resume:
-        session = runs.resume_run(resume, options, corpus, force=force, device=device)
+        if out is not None:
+            raise click.UsageError("--out names a new run; a resumed run stays in its own directory")
+        ctx = click.get_current_context()
+        named = {"cell": cell, "num_layers": num_layers, "hidden_size": hidden_size, "embed_dim": embed_dim, "dropout": dropout, **options}
+        fixed = {k: v for k, v in named.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        session = runs.resume_run(resume, options, corpus, force=force, device=device, fixed=fixed)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
@@ -288,6 +293,8 @@ def sample(checkpoint_path, prime, seed, stop, out, device, **options):
     config = build(SampleConfig, **options)
     model, vocab, _ = _load_model(checkpoint_path)
     model.to(resolve_device(device))
+    if prime and vocab.kind == "text" and _is_midi_path(prime):
+        raise click.UsageError(f"--prime {prime} names a MIDI file, but this model writes text; give text to start from")
     if prime:
         prime = prime.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         missing = vocab.missing(prime)
@@ -316,6 +323,15 @@ def sample(checkpoint_path, prime, seed, stop, out, device, **options):
         for path, text in zip(_numbered(out, len(texts)), texts):
             _write_text_atomic(path, text)
             err.print(f"wrote {escape(str(path))}")
+
+
+def _is_midi_path(prime: str) -> bool:
+    from chargen import midi
+
+    try:
+        return os.path.isfile(prime) and (Path(prime).suffix.lower() in midi.MIDI_EXTENSIONS or midi.is_midi_file(prime))
+    except (OSError, ValueError):  # not a usable path: then it is text
+        return False
 
 
 def _default_prime(vocab) -> str:

@@ -92,16 +92,19 @@ def resume_run(
     corpus_paths: Sequence[str] = (),
     force: bool = False,
     device: str = "auto",
+    fixed: Optional[dict] = None,
 ) -> Run:
     """Reopen a run from its last checkpoint: same step, optimizer state, data position and RNG.
 
     The corpus is read again from the paths the checkpoint records (or those
-    given) and must have the same fingerprint unless `force`.
+    given) and must have the same fingerprint unless `force`. `fixed` holds
+    model and training settings the user named again: each must equal the run's.
     """
     file = checkpoint.resolve(path, which=checkpoint.LAST)
     payload = checkpoint.load(file)
     model, vocab = checkpoint.build_model(payload)
     config = TrainConfig.from_dict(payload.get("train_config", {}))
+    _refuse_changes(file, fixed or {}, model.config.to_dict() | config.to_dict())
     for key in RESUMABLE_OVERRIDES:
         if overrides.get(key) is not None:
             setattr(config, key, overrides[key])
@@ -109,7 +112,10 @@ def resume_run(
     paths = list(corpus_paths) or record.get("files", [])
     if not paths:
         raise CheckpointError(f"{file}: the checkpoint does not record its corpus; name it after --resume")
-    corpus = load_corpus(paths, format=vocab.kind, val_frac=config.val_frac, vocab=vocab if vocab.kind == "text" else None)
+    try:
+        corpus = load_corpus(paths, format=vocab.kind, val_frac=config.val_frac, vocab=vocab if vocab.kind == "text" else None)
+    except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
+        raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e
     if corpus.vocab != vocab:
         raise CorpusError("the corpus's vocabulary differs from the checkpoint's; it cannot be resumed on it")
     if corpus.fingerprint != record.get("fingerprint") and not force:
@@ -127,6 +133,20 @@ def resume_run(
     _truncate_metrics(directory, state.step)
     notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
     return Run(directory, model, optimizer, corpus, config, state, dev, notes)
+
+
+def _refuse_changes(file: Path, fixed: dict, settings: dict) -> None:
+    """A resumed run keeps its shape and training settings; say which named ones differ."""
+    changed = [
+        f"{k} is {settings[k]!r}, not {v!r}"
+        for k, v in fixed.items()
+        if k in settings and k not in RESUMABLE_OVERRIDES and settings[k] != v
+    ]
+    if changed:
+        raise CheckpointError(
+            f"{file}: a resumed run keeps its settings: {'; '.join(changed)} "
+            "(only --steps, --epochs, --minutes and --eval-every may change; start a new run for others)"
+        )
 
 
 def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.Optimizer:
