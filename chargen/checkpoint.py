@@ -56,12 +56,23 @@ def save(payload: dict, path: str | os.PathLike) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
+        _fsync_directory(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
         kept = "; the previous checkpoint is unchanged" if path.exists() else ""
         raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}{kept}") from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a directory for fsync
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:

@@ -97,6 +97,7 @@ def main():
 @click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction at the end of each file held out for validation.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps between validations and checkpoints.")
 @click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")

@@ -63,7 +63,7 @@ def new_run(
 ) -> Run:
     """Load the corpus, build a seeded model and create the run directory (last, so a bad
     corpus or option never touches the disk)."""
-    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac)
+    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac, encoding_errors=config.encoding_errors)
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
     batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
     if (batch_size, seq_len) != (config.batch_size, config.seq_len):
@@ -113,7 +113,13 @@ def resume_run(
     if not paths:
         raise CheckpointError(f"{file}: the checkpoint does not record its corpus; name it after --resume")
     try:
-        corpus = load_corpus(paths, format=vocab.kind, val_frac=config.val_frac, vocab=vocab if vocab.kind == "text" else None)
+        corpus = load_corpus(
+            paths,
+            format=vocab.kind,
+            val_frac=config.val_frac,
+            vocab=vocab if vocab.kind == "text" else None,
+            encoding_errors=config.encoding_errors,
+        )
     except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
         raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e
     if corpus.vocab != vocab:

@@ -107,6 +107,17 @@ def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch, chunk
     assert_clean_error(invoke("train", tmp_path / "bad.txt", *TINY), f"byte offset {len(data)}")
 
 
+def test_train_invalid_utf8_with_encoding_errors_replace(tmp_path):
+    """--encoding-errors replace trains on the text with U+FFFD for each bad byte, and resume keeps it."""
+    (tmp_path / "latin1.txt").write_bytes(("hello naïve world\n" * 30).encode("latin-1"))
+    run = tmp_path / "run"
+    result = invoke("train", tmp_path / "latin1.txt", "--encoding-errors", "replace", "--steps", "2", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "\ufffd" in checkpoint.load(run / "last.pt")["vocab"]["tokens"]
+    result = invoke("train", "--resume", run, "--steps", "3")
+    assert result.exit_code == 0, result.output
+
+
 def test_train_corpus_shorter_than_a_window_shrinks_it_with_a_note(tmp_path):
     run = tmp_path / "run"
     result = invoke("train", text_file(tmp_path / "short.txt", "to be or not\n"), "--steps", "2", "--out", run, *TINY)
@@ -140,6 +151,7 @@ def test_train_corpus_of_one_character(tmp_path):
         ["--epochs", "-1"],
         ["--val-frac", "1"],
         ["--eval-every", "0"],
+        ["--encoding-errors", "ignore"],
     ],
 )
 def test_train_option_out_of_range(tmp_path, option):
