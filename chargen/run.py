@@ -19,10 +19,10 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from chargen import __version__, checkpoint
-from chargen.corpus import Corpus, fit_layout, load_corpus
+from chargen.corpus import Corpus, batchify, fit_layout, load_corpus, num_windows
 from chargen.errors import CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
-from chargen.train import TrainConfig, TrainState, train
+from chargen.train import TrainConfig, TrainState, progress_of, train
 from chargen.vocab import Vocab
 
 # Options a resumed run may change; everything else comes from its checkpoint.
@@ -138,6 +138,8 @@ def resume_run(
     checkpoint.remove_stale_temporaries(directory)
     _truncate_metrics(directory, state.step)
     notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
+    if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
+        notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
     return Run(directory, model, optimizer, corpus, config, state, dev, notes)
 
 
