@@ -19,8 +19,9 @@ import pickle
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -32,6 +33,7 @@ FORMAT = "chargen-checkpoint"
 FORMAT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 METRICS = "metrics.jsonl"
+LOCK = ".lock"  # held (flock) by the process training the run
 DEFAULT_ROOT = "checkpoints"
 REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "model_state")
 
@@ -156,6 +158,36 @@ def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAU
     return path
 
 
+@contextmanager
+def run_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory, so two processes never train one run at once.
+
+    An advisory flock on RUN/.lock: the kernel drops it when the process dies,
+    so a kill -9 never leaves a stale lock. Where flock does not exist (Windows),
+    runs go unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(directory) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CheckpointError(f"{directory}: cannot use the run directory: {e.strerror or e}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"{directory}: another chargen process is training this run; stop it (Ctrl-C) or wait for it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
     """The run directory under `root` whose checkpoint was written most recently."""
     root = Path(root)
@@ -190,6 +222,8 @@ def new_run_dir(out: Optional[str], corpus_name: str, force: bool, root: str = D
     if run.is_dir() and any(run.iterdir()):
         if not force:
             raise CheckpointError(f"{run}: a run already exists here; pass --force to overwrite it, or --resume {run}")
+        with run_lock(run):  # refuse to overwrite a run that is training right now
+            pass
         for name in (LAST, BEST, METRICS):
             if (run / name).exists():
                 (run / name).unlink()

@@ -135,6 +135,8 @@ def resume_run(
     optimizer.load_state_dict(payload["optimizer_state"])
     state = TrainState.from_dict(payload["state"])
     directory = file.parent
+    with checkpoint.run_lock(directory):  # refuse before touching a run another process is training
+        pass
     checkpoint.remove_stale_temporaries(directory)
     _truncate_metrics(directory, state.step)
     notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
@@ -184,7 +186,13 @@ def payload(run: Run) -> dict:
 def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, should_stop=lambda: False) -> TrainState:
     """Train the run, writing last.pt at every validation and at the end, and best.pt
     whenever validation improves. A step-0 checkpoint is written first, so the
-    directory always holds a loadable, resumable checkpoint."""
+    directory always holds a loadable, resumable checkpoint. The run directory is
+    locked meanwhile: a second process training the same run is refused."""
+    with checkpoint.run_lock(run.directory):
+        return _execute(run, callback, should_stop)
+
+
+def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_stop) -> TrainState:
     callback = callback or (lambda event, info: None)
     last, best = run.directory / checkpoint.LAST, run.directory / checkpoint.BEST
     if run.state.step == 0:

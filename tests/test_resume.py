@@ -279,7 +279,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert len(errors) == 1 and "No space left on device" in errors[0], r.stderr
     assert "last.pt" in errors[0]
     assert (run / "last.pt").read_bytes() == before
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "best.pt", "last.pt", "metrics.jsonl"]
     monkeypatch.undo()
     assert checkpoint.load(run / "last.pt")["state"]["step"] == 4
 
@@ -352,3 +352,22 @@ def test_resume_from_the_step_0_checkpoint_is_exact(tmp_path):
     torch.manual_seed(999)  # a fresh process starts from another RNG state
     runs.execute(runs.resume_run(str(tmp_path / "b"), {}, device="cpu"))
     assert_same_parameters(model_state(tmp_path / "a"), model_state(tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_cannot_be_resumed_or_overwritten_by_another_process(tmp_path):
+    proc, run = start_long_run(tmp_path)
+    try:
+        metrics = (run / "metrics.jsonl").read_bytes()
+        overwrite = ["train", str(tmp_path / "tiny.txt"), "--out", str(run), "--force", *TINY_MODEL]
+        for args in (["train", "--resume", str(run)], overwrite):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == 1, r.output
+            assert "another chargen process is training this run" in r.stderr
+        assert (run / "last.pt").exists() and (run / "metrics.jsonl").read_bytes().startswith(metrics)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "1"])  # the lock went with the process
+    assert r.exit_code == 0, r.output
