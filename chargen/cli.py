@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -114,24 +115,32 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
       chargen train data/tinyshakespeare.txt --minutes 10
       chargen train data/bach/ --cell gru --hidden 256
       chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+      torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
+    from chargen import distributed
     from chargen import run as runs
     from chargen.train import TrainConfig
 
+    world = distributed.start(runs.resolve_device(device))  # one process unless launched by torchrun
+    click.get_current_context().call_on_close(world.stop)
+    if not world.is_main:
+        err.quiet = True  # only rank 0 reports
     if resume:
-        if out is not None:
-            raise click.UsageError("--out names a new run; a resumed run stays in its own directory")
         ctx = click.get_current_context()
-        named = {"cell": cell, "num_layers": num_layers, "hidden_size": hidden_size, "embed_dim": embed_dim, "dropout": dropout, **options}
-        fixed = {k: v for k, v in named.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-        session = runs.resume_run(resume, options, corpus, force=force, device=device, fixed=fixed)
+        given = _given_on_command_line(ctx)
+        kept = given - set(runs.RESUMABLE_OVERRIDES) - {"resume", "force", "device", "corpus"}
+        if kept:
+            names = ", ".join(sorted(p.opts[0] for p in ctx.command.params if p.name in kept))
+            err.print(f"[yellow]note:[/] a resumed run keeps its settings; ignoring {names}")
+        overrides = {k: v for k, v in options.items() if k in given}
+        session = runs.resume_run(resume, overrides, corpus, force=force, device=device, world=world)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
         build(_model_config(), vocab_size=1, **model_options)  # validate before reading the corpus
-        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device)
+        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in session.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(session)
@@ -145,6 +154,13 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
         err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(session.directory))}")
         sys.exit(stop.exit_code())
     del state
+
+
+def _given_on_command_line(ctx: click.Context) -> set[str]:
+    """The names of the options the user actually typed (not defaults)."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
 
 
 def _model_config():
@@ -240,9 +256,14 @@ def _print_run_header(session) -> None:
     err.print(
         f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
         f"vocab {m.vocab_size}, {len(session.corpus.train):,} train / {len(session.corpus.val):,} val tokens, "
-        f"batch {c.batch_size} x {c.seq_len}, device {session.device}"
+        f"batch {c.batch_size} x {c.seq_len}, device {session.device}{_world_note(session.world, c.batch_size)}"
     )
     err.print(f"run directory: {escape(str(session.directory))}")
+
+
+def _world_note(world, batch_size: int) -> str:
+    """', 2 processes (32 streams each)' under torchrun; nothing in one process."""
+    return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
 
 
 def _print_summary(session, reporter: _Reporter) -> None:
@@ -269,41 +290,68 @@ def _print_summary(session, reporter: _Reporter) -> None:
 @click.option("--temp", "temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Sampling temperature; 0 is greedy.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the k most likely tokens.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Sample from the smallest set of tokens with probability >= p.")
-@click.option("--prime", help="Text to start from (the model continues it).")
+@click.option("--prime", help="Text to continue; for a music model, a MIDI file to continue.")
 @click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Tokens to generate.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples, generated in parallel.")
 @click.option("--seed", type=int, help="Random seed (default: fresh randomness each time).")
-@click.option("--stop", help="End a sample when it generates this text (not included).")
+@click.option("--stop", help="End a text sample when it generates this text (not included).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Music: generate this much music instead of --length tokens.")
+@click.option("--prime-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
+@click.option("--tempo", type=click.FloatRange(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
+@click.option("--program", type=click.IntRange(0, 127), help="Music: play every pitched part with this General MIDI program.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-def sample(checkpoint_path, prime, seed, stop, out, device, **options):
+def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, device, **options):
     """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
     directory (its best checkpoint); omitted, the latest run under ./checkpoints.
+
+    A text model prints to stdout; a music model writes .mid files (--out, or
+    its run directory) and draws a piano roll.
 
     \b
     Example:
       chargen sample --temp 0.8 --length 500
       chargen sample checkpoints/tinyshakespeare-20261121-120000 --prime "ROMEO:" --top-p 0.9
       chargen sample --num-samples 4 --stop "\\n\\n" --seed 7
+      chargen sample checkpoints/bach-20261121-120000 --seconds 30 --out song.mid
     """
     import torch
 
     from chargen.run import resolve_device
-    from chargen.sample import SampleConfig, generate_text
 
-    config = build(SampleConfig, **options)
-    model, vocab, _ = _load_model(checkpoint_path)
+    if seconds is not None:
+        options["length"] = 1_000_000  # bounded by --seconds instead
+    config = build(_sample_config(), **options)
+    file = checkpoint.resolve(checkpoint_path)
+    model, vocab = checkpoint.build_model(checkpoint.load(file))
     model.to(resolve_device(device))
-    if prime and vocab.kind == "text" and _is_midi_path(prime):
-        raise click.UsageError(f"--prime {prime} names a MIDI file, but this model writes text; give text to start from")
+    generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(6), "little"))
+    if vocab.kind == "midi":
+        _sample_music(model, vocab, config, generator, file, prime, prime_seconds, seconds, tempo, program, out)
+        return
+    for name, value in (("--seconds", seconds), ("--tempo", tempo), ("--program", program)):
+        if value is not None:
+            raise click.UsageError(f"{name} is for music models; this is a text model")
+    _sample_text(model, vocab, config, generator, prime, stop, out)
+
+
+def _sample_config():
+    from chargen.sample import SampleConfig
+
+    return SampleConfig
+
+
+def _sample_text(model, vocab, config, generator, prime, stop, out) -> None:
+    from chargen.sample import generate_text
+
     if prime:
+        _refuse_midi_prime(prime)
         prime = prime.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         missing = vocab.missing(prime)
         if missing:
             shown = ", ".join(repr(c) for c in missing[:20])
             raise click.UsageError(f"--prime has characters the model's vocabulary lacks: {shown}")
     start = prime or _default_prime(vocab)
-    generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(6), "little"))
     texts = [prime or "" for _ in range(config.num_samples)]
     stream = config.num_samples == 1 and out is None
     if stream:
@@ -326,13 +374,37 @@ def sample(checkpoint_path, prime, seed, stop, out, device, **options):
             err.print(f"wrote {escape(str(path))}")
 
 
-def _is_midi_path(prime: str) -> bool:
+def _refuse_midi_prime(prime: str) -> None:
     from chargen import midi
 
-    try:
-        return os.path.isfile(prime) and (Path(prime).suffix.lower() in midi.MIDI_EXTENSIONS or midi.is_midi_file(prime))
-    except (OSError, ValueError):  # not a usable path: then it is text
-        return False
+    if os.path.isfile(prime) and (prime.lower().endswith(midi.MIDI_EXTENSIONS) or midi.is_midi_file(prime)):
+        raise click.UsageError(f"--prime {prime} is a MIDI file, but this is a text model; prime it with text")
+
+
+def _sample_music(model, vocab, config, generator, file, prime, prime_seconds, seconds, tempo, program, out) -> None:
+    from chargen import midi
+    from chargen.sample import generate_music
+
+    if prime is None:
+        prime_tokens = [midi.PIECE_TOKEN]
+    elif not os.path.isfile(prime):
+        raise click.UsageError("a music model's --prime must be a MIDI file to continue")
+    else:
+        prime_tokens = midi.read_prime(prime, prime_seconds)
+    samples = generate_music(model, vocab, prime_tokens, config, generator, seconds=seconds)
+    if out is None:
+        folder = file.parent / "samples"
+        folder.mkdir(exist_ok=True)
+        out = str(folder / f"sample-{time.strftime('%Y%m%d-%H%M%S')}.mid")
+    if not out.lower().endswith(midi.MIDI_EXTENSIONS):
+        raise click.UsageError(f"--out {out}: a music model writes MIDI; name the file .mid")
+    for i, (path, tokens) in enumerate(zip(_numbered(out, len(samples)), samples)):
+        song = midi.decode_tokens(tokens, tempo_bpm=tempo, program=program)
+        midi.write_midi(song, path)
+        notes = midi.piano_roll(song)
+        err.print(f"wrote {escape(str(path))}: {len(notes)} notes, {song.length:.1f} s, {len(tokens)} tokens")
+        if i == 0:
+            err.print(display.piano_roll(notes, width=_roll_width(err)))
 
 
 def _default_prime(vocab) -> str:
@@ -443,6 +515,11 @@ def info(checkpoint_path, as_json):
                                  f"lr {train_cfg.get('lr')}, clip {train_cfg.get('clip')}, seed {train_cfg.get('seed')}"))
     if vocab.kind == "text":
         rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
+    else:
+        from chargen import midi
+
+        for group, example, count in midi.describe_tokens():
+            rows.append((f"  {group}", f"{count:>4}  {escape(example)}"))
     out.print(display.key_value_table(escape(str(checkpoint_path)), rows))
     history = state.get("history", [])
     if history:
@@ -452,6 +529,70 @@ def info(checkpoint_path, as_json):
         }
         out.print()
         out.print(display.loss_chart(series, {"train": "yellow", "validation": "cyan"}, f"bits per {unit}"))
+
+
+# -- music: inspect and show ------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--roundtrip", "roundtrip_out", type=click.Path(dir_okay=False),
+              help="With one MIDI file: write what chargen hears (MIDI -> tokens -> MIDI) to this file.")
+def inspect(paths, format, as_json, roundtrip_out):
+    """Check a corpus before training: per file its kind, token count, distinct
+    tokens and, for MIDI, notes and notes preserved by a round trip; unreadable
+    files with the reason.
+
+    \b
+    Example:
+      chargen inspect data/bach/
+      chargen inspect song.mid --roundtrip heard.mid
+    """
+    import json
+
+    from chargen import midi
+    from chargen.corpus import inspect_files
+
+    report = inspect_files(paths, format)
+    if roundtrip_out:
+        readable = [r for r in report["files"] if r["kind"] == "midi" and r["error"] is None]
+        if len(report["files"]) != 1 or len(readable) != 1:
+            raise click.UsageError("--roundtrip takes exactly one readable MIDI file")
+        midi.write_midi(midi.decode_tokens(midi.encode_file(readable[0]["path"])), roundtrip_out)
+        err.print(f"wrote {escape(roundtrip_out)}")
+    if as_json:
+        keys = ("path", "kind", "tokens", "notes", "notes_preserved", "error")
+        files = [{k: r[k] for k in keys} for r in report["files"]]
+        click.echo(json.dumps({"files": files, "vocab_size": report["vocab_size"]}, indent=2))
+    else:
+        Console(highlight=False).print(display.inspect_table(report))
+    if all(r["error"] for r in report["files"]):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--width", type=click.IntRange(min=20), help="Columns of the roll (default: the terminal's width).")
+def show(file, width):
+    """Draw a MIDI file as a piano roll: pitch against time, one colour per instrument.
+
+    \b
+    Example:
+      chargen show song.mid
+    """
+    from chargen import midi
+
+    song = midi.read_midi(file)
+    notes = midi.piano_roll(song)
+    out = Console(highlight=False)
+    out.print(f"{escape(file)}: {len(notes)} notes, {song.length:.1f} s, {len(song.tracks)} tracks")
+    out.print(display.piano_roll(notes, width=width or _roll_width(out)))
+
+
+def _roll_width(console: Console) -> int:
+    return max(20, min(display.ROLL_WIDTH, console.width - 8))
 
 
 if __name__ == "__main__":  # pragma: no cover

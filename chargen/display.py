@@ -70,3 +70,75 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+ROLL_WIDTH, ROLL_MAX_ROWS = 80, 36
+ROLL_COLOURS = ["bright_cyan", "bright_magenta", "bright_yellow", "bright_green", "bright_blue", "orange1", "orchid", "spring_green2"]
+NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+
+def piano_roll(notes: Sequence, width: int = ROLL_WIDTH, max_rows: int = ROLL_MAX_ROWS) -> Text:
+    """Pitch (rows, high at the top) against time (columns), one colour per instrument.
+
+    `notes` have start_s, end_s, pitch, program and is_drum. Drums share one
+    row at the bottom. When the pitch range is taller than `max_rows`, each row
+    covers several semitones.
+    """
+    pitched = [n for n in notes if not n.is_drum]
+    drums = [n for n in notes if n.is_drum]
+    if not notes:
+        return Text("(no notes)", style="dim")
+    end = max(n.end_s for n in notes) or 1.0
+    col = lambda t: min(width - 1, int(t / end * width))  # noqa: E731
+    programs = sorted({n.program for n in pitched})
+    colour = {p: ROLL_COLOURS[i % len(ROLL_COLOURS)] for i, p in enumerate(programs)}
+    rows: list[tuple[str, list[Optional[str]]]] = []
+    if pitched:
+        low, high = min(n.pitch for n in pitched), max(n.pitch for n in pitched)
+        per_row = max(1, -(-(high - low + 1) // max_rows))
+        bands = list(range(low, high + 1, per_row))[::-1]  # the lowest pitch of each row, top row first
+        index = {p: len(bands) - 1 - (p - low) // per_row for p in range(low, high + 1)}
+        grid = [[None] * width for _ in bands]
+        for n in pitched:
+            for c in range(col(n.start_s), max(col(n.start_s), col(n.end_s - 1e-9)) + 1):
+                grid[index[n.pitch]][c] = colour[n.program]
+        for base, cells in zip(bands, grid):
+            rows.append((f"{NOTE_NAMES[base % 12]}{base // 12 - 1}", cells))
+    if drums:
+        cells = [None] * width
+        for n in drums:
+            cells[col(n.start_s)] = "red"
+        rows.append(("drums", cells))
+    out = Text()
+    for label, cells in rows:
+        out.append(f"{label:>5} ", style="dim")
+        for cell in cells:
+            out.append("█" if cell else "·", style=cell or "grey23")
+        out.append("\n")
+    out.append(f"{'':6}0 s{'':{width - 10}}{end:.1f} s\n", style="dim")
+    legend = [(f"program {p}", colour[p]) for p in programs] + ([("drums", "red")] if drums else [])
+    for name, style in legend:
+        out.append("  █ ", style=style)
+        out.append(name)
+    return out
+
+
+def inspect_table(report: dict) -> Table:
+    """The `chargen inspect` report as a table, one row per file."""
+    table = Table(title=f"vocabulary size: {report['vocab_size'] if report['vocab_size'] is not None else '–'}",
+                  title_justify="left")
+    for name, justify in [("file", "left"), ("kind", "left"), ("tokens", "right"), ("distinct", "right"),
+                          ("notes", "right"), ("round trip", "right"), ("error", "left")]:
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in report["files"]:
+        trip = "–"
+        if r["notes"]:
+            trip = f"{100 * r['notes_preserved'] / r['notes']:.1f}%"
+        cell = lambda v: "–" if v is None else f"{v:,}"  # noqa: E731
+        table.add_row(escape_path(r["path"]), r["kind"] or "–", cell(r["tokens"]), cell(r["distinct"]),
+                      cell(r["notes"]), trip, Text(r["error"] or "", style="red"))
+    return table
+
+
+def escape_path(path: str) -> Text:
+    return Text(path)

@@ -8,6 +8,7 @@ kill -9, a full disk) and resumed exactly from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,8 @@ import torch
 
 from chargen import __version__, checkpoint
 from chargen.corpus import Corpus, batchify, fit_layout, load_corpus, num_windows
-from chargen.errors import CheckpointError, CorpusError, TrainingError
+from chargen.distributed import World
+from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
 from chargen.train import TrainConfig, TrainState, progress_of, train
 from chargen.vocab import Vocab
@@ -41,6 +43,7 @@ class Run:
     state: TrainState
     device: torch.device
     notes: list[str]  # warnings for the user (a shrunk window, skipped files)
+    world: World = World()  # the processes training together; only rank 0 writes to disk
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,7 +51,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("--device cuda was asked for, but no CUDA GPU is available")
+        raise ChargenError("--device cuda was asked for, but no CUDA GPU is available")
     return torch.device(name)
 
 
@@ -60,9 +63,11 @@ def new_run(
     force: bool = False,
     format: Optional[str] = None,
     device: str = "auto",
+    world: Optional[World] = None,
 ) -> Run:
     """Load the corpus, build a seeded model and create the run directory (last, so a bad
-    corpus or option never touches the disk)."""
+    corpus or option never touches the disk). With several ranks, rank 0 creates the
+    directory and tells the others its name."""
     corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac, encoding_errors=config.encoding_errors)
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
     batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
@@ -72,18 +77,34 @@ def new_run(
             f"using --batch-size {batch_size} --seq-len {seq_len}"
         )
         config.batch_size, config.seq_len = batch_size, seq_len
+    world = world or World(device=resolve_device(device))
+    world.check_batch_size(config.batch_size)
     torch.manual_seed(config.seed)  # the same seed gives the same initial weights
     model_config = ModelConfig(vocab_size=len(corpus.vocab), **model_options)
-    dev = resolve_device(device)
-    model = CharRNN(model_config).to(dev)
+    model = CharRNN(model_config).to(world.device)
     optimizer = make_optimizer(model, config)
     name = Path(corpus.files[0]).stem if corpus.files[0] != "-" else "stdin"
-    directory = checkpoint.new_run_dir(out, name, force)
-    _write_metrics_header(directory)
+    directory = _create_run_dir(world, out, name, force)
     # Record the RNG state now, so a run resumed from its step-0 checkpoint draws the same
     # dropout masks as one that never stopped.
     state = TrainState(rng=torch.get_rng_state())
-    return Run(directory, model, optimizer, corpus, config, state, dev, notes)
+    return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
+
+
+def _create_run_dir(world: World, out: Optional[str], name: str, force: bool) -> Path:
+    """Rank 0 creates the run directory; every rank learns its name (or rank 0's error)."""
+    outcome = {}
+    if world.is_main:
+        try:
+            directory = checkpoint.new_run_dir(out, name, force)
+            _write_metrics_header(directory)
+            outcome = {"directory": str(directory)}
+        except CheckpointError as e:
+            outcome = {"error": str(e)}
+    outcome = json.loads(world.broadcast_text(json.dumps(outcome)))
+    if "error" in outcome:
+        raise CheckpointError(outcome["error"])
+    return Path(outcome["directory"])
 
 
 def resume_run(
@@ -92,19 +113,17 @@ def resume_run(
     corpus_paths: Sequence[str] = (),
     force: bool = False,
     device: str = "auto",
-    fixed: Optional[dict] = None,
+    world: Optional[World] = None,
 ) -> Run:
     """Reopen a run from its last checkpoint: same step, optimizer state, data position and RNG.
 
     The corpus is read again from the paths the checkpoint records (or those
-    given) and must have the same fingerprint unless `force`. `fixed` holds
-    model and training settings the user named again: each must equal the run's.
+    given) and must have the same fingerprint unless `force`.
     """
     file = checkpoint.resolve(path, which=checkpoint.LAST)
     payload = checkpoint.load(file)
     model, vocab = checkpoint.build_model(payload)
     config = TrainConfig.from_dict(payload.get("train_config", {}))
-    _refuse_changes(file, fixed or {}, model.config.to_dict() | config.to_dict())
     for key in RESUMABLE_OVERRIDES:
         if overrides.get(key) is not None:
             setattr(config, key, overrides[key])
@@ -129,34 +148,28 @@ def resume_run(
             f"the corpus ({', '.join(paths[:3])}) changed since this run started "
             "(its fingerprint differs); pass --force to resume on it anyway"
         )
-    dev = resolve_device(device)
-    model.to(dev)
+    world = world or World(device=resolve_device(device))
+    world.check_batch_size(config.batch_size)
+    model.to(world.device)
     optimizer = make_optimizer(model, config)
     optimizer.load_state_dict(payload["optimizer_state"])
     state = TrainState.from_dict(payload["state"])
     directory = file.parent
-    with checkpoint.run_lock(directory):  # refuse before touching a run another process is training
-        pass
-    checkpoint.remove_stale_temporaries(directory)
-    _truncate_metrics(directory, state.step)
     notes = [f"resuming {directory} at step {state.step} (epoch {state.epoch})"]
+    saved_size = payload.get("distributed", {}).get("world_size", 1)
+    if saved_size != world.size:
+        notes.append(
+            f"the run was trained by {saved_size} process(es) and goes on with {world.size}: "
+            "same data and hidden state, but dropout draws differ from an uninterrupted run"
+        )
+    if world.is_main:
+        with checkpoint.run_lock(directory):  # refuse before touching a run another process is training
+            pass
+        checkpoint.remove_stale_temporaries(directory)
+        _truncate_metrics(directory, state.step)
     if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
         notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
-    return Run(directory, model, optimizer, corpus, config, state, dev, notes)
-
-
-def _refuse_changes(file: Path, fixed: dict, settings: dict) -> None:
-    """A resumed run keeps its shape and training settings; say which named ones differ."""
-    changed = [
-        f"{k} is {settings[k]!r}, not {v!r}"
-        for k, v in fixed.items()
-        if k in settings and k not in RESUMABLE_OVERRIDES and settings[k] != v
-    ]
-    if changed:
-        raise CheckpointError(
-            f"{file}: a resumed run keeps its settings: {'; '.join(changed)} "
-            "(only --steps, --epochs, --minutes and --eval-every may change; start a new run for others)"
-        )
+    return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
 
 
 def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.Optimizer:
@@ -173,6 +186,7 @@ def payload(run: Run) -> dict:
         "optimizer_state": run.optimizer.state_dict(),
         "train_config": run.config.to_dict(),
         "state": run.state.to_dict(),
+        "distributed": {"world_size": run.world.size},  # resuming with another size is not bit-exact
         "corpus": {
             "files": [os.path.abspath(f) if f != "-" else f for f in run.corpus.files],
             "kind": run.corpus.kind,
@@ -186,16 +200,17 @@ def payload(run: Run) -> dict:
 def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, should_stop=lambda: False) -> TrainState:
     """Train the run, writing last.pt at every validation and at the end, and best.pt
     whenever validation improves. A step-0 checkpoint is written first, so the
-    directory always holds a loadable, resumable checkpoint. The run directory is
-    locked meanwhile: a second process training the same run is refused."""
-    with checkpoint.run_lock(run.directory):
+    directory always holds a loadable, resumable checkpoint. Rank 0 locks the run
+    directory meanwhile: a second process training the same run is refused."""
+    with checkpoint.run_lock(run.directory) if run.world.is_main else contextlib.nullcontext():
         return _execute(run, callback, should_stop)
 
 
 def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_stop) -> TrainState:
     callback = callback or (lambda event, info: None)
     last, best = run.directory / checkpoint.LAST, run.directory / checkpoint.BEST
-    if run.state.step == 0:
+    writes = run.world.is_main  # one writer: rank 0 (every rank in one process)
+    if run.state.step == 0 and writes:
         checkpoint.save(payload(run), last)
     started = time.perf_counter()
     tokens_at_start = run.state.tokens
@@ -206,18 +221,22 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
         eval_seconds += info.get("eval_seconds", 0.0)
         train_seconds = max(time.perf_counter() - started - eval_seconds, 1e-9)
         info = info | {"tokens_per_s": (run.state.tokens - tokens_at_start) / train_seconds}
-        if event == "eval":
+        if event == "eval" and writes:
             data = payload(run)
             checkpoint.save(data, last)
             if info["is_best"] or not math.isfinite(info["val_bits"]):
                 checkpoint.save(data, best)
             _append_metrics(run, info)
         elif event == "stop" and info["interrupted"]:
-            checkpoint.save(payload(run), last)
+            if writes:
+                checkpoint.save(payload(run), last)
+            # torchrun stops every rank as soon as one exits with an error status
+            # (Ctrl-C exits with 130): no rank may leave before rank 0 has saved.
+            run.world.barrier()
         callback(event, info)
 
     return train(
-        run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop
+        run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop, run.world
     )
 
 

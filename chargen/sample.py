@@ -145,3 +145,39 @@ class _StopFilter:
     def flush(self) -> str:
         out, self.pending = ("" if self.done else self.pending), ""
         return out
+
+
+def generate_music(
+    model: CharRNN,
+    vocab: Vocab,
+    prime: list[str],
+    config: SampleConfig,
+    generator: Optional[torch.Generator] = None,
+    seconds: Optional[float] = None,
+) -> list[list[str]]:
+    """Event tokens for each sample: the prime, then new events until the piece ends.
+
+    A sample ends when the model emits the piece-boundary token (the end of one
+    piece is the start of the next), after `config.length` tokens, or, with
+    `seconds`, once it holds that much music.
+    """
+    from chargen import midi
+
+    samples = [list(prime) for _ in range(config.num_samples)]
+    done = [False] * config.num_samples
+    prime_ids = vocab.encode(prime)
+    check_every = 32  # measuring duration walks the whole list: do it now and then
+    for step, ids in enumerate(generate(model, prime_ids, config, generator), start=1):
+        for i, token in enumerate(vocab.decode(ids)):
+            if done[i]:
+                continue
+            if token == midi.PIECE_TOKEN:
+                done[i] = True
+            else:
+                samples[i].append(token)
+        if seconds is not None and step % check_every == 0:
+            for i, sample in enumerate(samples):
+                done[i] = done[i] or midi.tokens_duration(sample) >= seconds
+        if all(done):
+            break
+    return samples

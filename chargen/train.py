@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from chargen.corpus import batchify, get_window, num_windows
+from chargen.distributed import World
 from chargen.errors import TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden
 
@@ -87,8 +88,8 @@ class TrainState:
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # completed passes over the training streams
     window: int = 0  # next window within the current epoch
-    hidden: Optional[Hidden] = None  # carried into the next window (None: zeros)
-    rng: Optional[torch.Tensor] = None  # torch's CPU generator state after the last step
+    hidden: Optional[Hidden] = None  # carried into the next window (None: zeros); full batch at checkpoints
+    rng: Optional[torch.Tensor] = None  # torch's CPU generator state after the last step; (W, N) for W ranks
     best_val: float = math.inf  # best validation bits per token so far
     elapsed: float = 0.0  # seconds of training, over all sessions of the run
     tokens: int = 0  # training tokens seen
@@ -127,28 +128,40 @@ def progress_of(config: TrainConfig, state: TrainState, windows_per_epoch: int) 
 
 
 @torch.no_grad()
-def evaluate(model: CharRNN, ids: torch.Tensor, batch_size: int, seq_len: int, max_tokens: Optional[int] = None) -> float:
+def evaluate(
+    model: CharRNN,
+    ids: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    max_tokens: Optional[int] = None,
+    world: Optional[World] = None,
+) -> float:
     """Mean negative log-likelihood of `ids` under the model, in bits per token.
 
     The hidden state starts at zeros and is carried across windows, as in training.
+    With several ranks, each evaluates its share of the streams and the sums are combined.
     """
+    world = world or World()
     if max_tokens is not None:
         ids = ids[: max_tokens + 1]
     if len(ids) < 2:
         return math.nan
     device = next(model.parameters()).device
     batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
-    streams = batchify(ids, batch_size).to(device)
+    streams = batchify(ids, batch_size)
+    windows = num_windows(streams, seq_len)
+    streams = streams[world.rows(batch_size)].to(device)  # all rows in one process
     was_training = model.training
     model.eval()
-    hidden = model.init_hidden(batch_size)
+    hidden = model.init_hidden(len(streams))
     total, count = 0.0, 0
-    for w in range(num_windows(streams, seq_len)):
+    for w in range(windows if len(streams) else 0):
         x, y = get_window(streams, w, seq_len)
         logits, hidden = model(x, hidden)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
+    total, count = world.gather_floats(total, count).sum(dim=0).tolist()
     return total / count / LN2
 
 
@@ -164,6 +177,7 @@ def train(
     state: TrainState,
     callback: Optional[Callback] = None,
     should_stop: Callable[[], bool] = lambda: False,
+    world: Optional[World] = None,
 ) -> TrainState:
     """Train until a budget (epochs, steps, minutes) is spent or `should_stop()` says so.
 
@@ -171,19 +185,33 @@ def train(
     validation (the moment to save a checkpoint: `state` is consistent then),
     and "stop" when the loop ends. Raises TrainingError if the loss diverges;
     the model is then left as it was before the bad step.
+
+    With a `world` of several ranks (see distributed.py), this rank trains on its
+    share of the streams, gradients are averaged, and every rank calls `callback`.
     """
     callback = callback or (lambda event, info: None)
+    world = world or World()
+    world.check_batch_size(config.batch_size)
     device = next(model.parameters()).device
-    streams = batchify(train_ids, config.batch_size).to(device)
+    streams = batchify(train_ids, config.batch_size)[world.rows(config.batch_size)].to(device)  # (B / W, N)
+    batch_size = len(streams)  # this rank's streams
     windows = num_windows(streams, config.seq_len)
     if state.rng is not None:
-        torch.set_rng_state(state.rng)
-    hidden = model.init_hidden(config.batch_size) if state.hidden is None else _to(state.hidden, device)
+        torch.set_rng_state(world.local_rng(state.rng, config.seed))
+    elif not world.is_main:
+        torch.manual_seed(config.seed + world.rank)  # each rank draws its own dropout masks
+    hidden = model.init_hidden(batch_size) if state.hidden is None else _to(world.local_hidden(state.hidden), device)
+    net = world.wrap(model)  # the model itself in one process
     model.train()
     session_start, elapsed_before = time.perf_counter(), state.elapsed
 
     def budget_spent() -> bool:
         return progress_of(config, state, windows) >= 1.0
+
+    def gather_state() -> None:
+        """Before a checkpoint moment: every rank's rows of the carried state, as one full batch."""
+        state.hidden = world.gather_hidden(detach_hidden(hidden))
+        state.rng = world.gather_rng(torch.get_rng_state())
 
     interrupted = False
     while not budget_spent():
@@ -192,13 +220,16 @@ def train(
             group["lr"] = lr
         x, y = get_window(streams, state.window, config.seq_len)
         hidden = detach_hidden(hidden)  # gradients stop at the window boundary
-        logits, hidden = model(x, hidden)
+        logits, hidden = net(x, hidden)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Clip the global gradient norm: one long-range spike must not undo training.
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        train_bits = loss.item() / LN2
+        # The whole batch's loss, and the slowest rank's clock, so that every rank
+        # reports the same numbers and sees a --minutes budget run out at the same step.
+        shared = world.gather_floats(loss.item(), elapsed_before + time.perf_counter() - session_start)
+        train_bits = shared[:, 0].mean().item() / LN2
         if not math.isfinite(train_bits) or not math.isfinite(grad_norm.item()):
             raise TrainingError(
                 f"the loss diverged (became {train_bits:.3g}) at step {state.step + 1}; "
@@ -207,13 +238,13 @@ def train(
         optimizer.step()
 
         state.step += 1
-        state.tokens += y.numel()
+        state.tokens += y.numel() * world.size
         state.window += 1
         if state.window == windows:  # epoch boundary: start the streams again from zeros
             state.epoch, state.window = state.epoch + 1, 0
-            hidden = model.init_hidden(config.batch_size)
+            hidden = model.init_hidden(batch_size)
         state.hidden = detach_hidden(hidden)
-        state.elapsed = elapsed_before + time.perf_counter() - session_start
+        state.elapsed = shared[:, 1].max().item()
         state.rng = torch.get_rng_state()
         info = {"lr": lr, "train_bits": train_bits, "grad_norm": grad_norm.item(), "windows": windows}
         callback("step", info)
@@ -222,17 +253,23 @@ def train(
         if state.step % config.eval_every == 0 or final:
             # Periodic validations see at most eval_tokens; the final one sees everything.
             eval_start = time.perf_counter()
-            val = evaluate(model, val_ids, config.batch_size, config.seq_len, None if final else config.eval_tokens)
+            max_tokens = None if final else config.eval_tokens
+            val = evaluate(model, val_ids, config.batch_size, config.seq_len, max_tokens, world)
             info["eval_seconds"] = time.perf_counter() - eval_start
             is_best = math.isfinite(val) and val < state.best_val
             if is_best:
                 state.best_val = val
             state.history.append([state.step, train_bits, None if math.isnan(val) else val])
             state.elapsed = elapsed_before + time.perf_counter() - session_start
+            gather_state()
             callback("eval", info | {"val_bits": val, "is_best": is_best, "final": final})
-        if should_stop():
+        # Ranks stop together: when any was asked to, and when the slowest clock says so.
+        shared = world.gather_floats(float(should_stop()), state.elapsed)
+        state.elapsed = shared[:, 1].max().item()
+        if shared[:, 0].any():
             interrupted = True
             break
+    gather_state()
     callback("stop", {"windows": windows, "interrupted": interrupted})
     return state
 

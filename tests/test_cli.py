@@ -1,0 +1,244 @@
+"""Every command through click's CliRunner, happy paths and the commonest errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import mido
+import pytest
+from click.testing import CliRunner
+
+from chargen import __version__, checkpoint, midi
+from chargen.cli import cli
+from conftest import TINY_TRAIN_ARGS
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs go to ./checkpoints
+    return CliRunner()
+
+
+@pytest.fixture
+def trained_run(runner, tiny_corpus, tmp_path):
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "10", *TINY_TRAIN_ARGS,
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "run"
+
+
+def test_version_and_help(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    for command in ["train", "sample", "eval", "info", "inspect", "show"]:
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_train_writes_a_run_directory(trained_run):
+    assert {p.name for p in trained_run.iterdir()} >= {"last.pt", "best.pt", "metrics.jsonl"}
+    payload = checkpoint.load(trained_run / "last.pt")
+    assert payload["state"]["step"] == 10
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]
+    assert all(r["val_bits"] > 0 for r in rows)
+
+
+def test_train_reports_on_stderr_only(runner, tiny_corpus):
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "5", *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "bits/char" in result.stderr and "Summary" in result.stderr
+    assert checkpoint.latest_run("checkpoints") is not None
+
+
+def test_sample_streams_text_to_stdout(runner, trained_run):
+    result = runner.invoke(cli, ["sample", str(trained_run), "--length", "50", "--seed", "1", "--prime", "All:"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("All:")
+    assert len(result.stdout.rstrip("\n")) >= 50
+    again = runner.invoke(cli, ["sample", str(trained_run), "--length", "50", "--seed", "1", "--prime", "All:"])
+    assert again.stdout == result.stdout
+
+
+def test_sample_defaults_to_the_latest_run(runner, tiny_corpus):
+    runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "3", *TINY_TRAIN_ARGS])
+    result = runner.invoke(cli, ["sample", "--length", "20", "--temp", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout) >= 20
+
+
+def test_sample_many_to_files(runner, trained_run, tmp_path):
+    out = tmp_path / "gen.txt"
+    result = runner.invoke(cli, ["sample", str(trained_run), "--num-samples", "3", "--length", "30",
+                                 "--out", str(out), "--top-k", "5", "--top-p", "0.9"])
+    assert result.exit_code == 0, result.stderr
+    files = sorted(tmp_path.glob("gen-*.txt"))
+    assert [f.name for f in files] == ["gen-1.txt", "gen-2.txt", "gen-3.txt"]
+    assert all(len(f.read_text()) == 30 for f in files)
+
+
+def test_sample_stop_string(runner, trained_run):
+    result = runner.invoke(cli, ["sample", str(trained_run), "--length", "300", "--seed", "3", "--stop", "e"])
+    assert result.exit_code == 0
+    assert "e" not in result.stdout
+
+
+def test_eval_prints_bits_per_character(runner, trained_run, tiny_corpus):
+    result = runner.invoke(cli, ["eval", str(trained_run), str(tiny_corpus)])
+    assert result.exit_code == 0, result.stderr
+    value = float(result.stdout.split()[0])
+    assert 0 < value < 8 and "bits per character" in result.stdout
+
+
+def test_info_describes_the_run(runner, trained_run):
+    result = runner.invoke(cli, ["info", str(trained_run)])
+    assert result.exit_code == 0, result.stderr
+    assert "lstm 1 x 16" in result.stdout and "bits per char" in result.stdout
+    facts = json.loads(runner.invoke(cli, ["info", str(trained_run), "--json"]).stdout)
+    assert facts["step"] == 10 and facts["vocab"]["kind"] == "text"
+    assert facts["parameters"] > 0 and facts["best_val_bits"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "missing.txt"], "no such file"),
+    (["train", "{corpus}", "--layers", "0"], "--layers"),
+    (["train", "{corpus}", "--seq-len", "0"], "--seq-len"),
+    (["train", "{corpus}", "--lr", "-1"], "--lr"),
+    (["sample", "{run}", "--temp", "-1"], "--temp"),
+    (["sample", "{run}", "--top-p", "1.5"], "--top-p"),
+    (["sample", "{run}", "--prime", "Zebra§"], "'§'"),
+    (["sample", "nowhere/"], "no such checkpoint"),
+    (["train"], "CORPUS"),
+])
+def test_errors_are_one_line_without_traceback(runner, trained_run, tiny_corpus, args, message):
+    args = [a.format(corpus=tiny_corpus, run=trained_run) for a in args]
+    result = runner.invoke(cli, args)
+    assert result.exit_code in (1, 2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+# -- music -------------------------------------------------------------------------------
+
+MIDI_DIR = Path(__file__).parent / "data" / "midi"
+
+
+@pytest.fixture
+def music_run(runner, tmp_path):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ["folk_english1.mid", "tiny_c_major_scale.mid", "bach_chorale_bwv1_6.mid"]:
+        shutil.copy(MIDI_DIR / name, songs / name)
+    (songs / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    result = runner.invoke(cli, ["train", str(songs), "--steps", "6", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "music")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "broken.mid" in result.stderr
+    return tmp_path / "music"
+
+
+def test_music_train_then_sample_writes_playable_midi(runner, music_run, tmp_path):
+    out = tmp_path / "song.mid"
+    result = runner.invoke(cli, ["sample", str(music_run), "--length", "200", "--seed", "2", "--out", str(out),
+                                 "--num-samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # binary never goes to stdout
+    for path in [tmp_path / "song-1.mid", tmp_path / "song-2.mid"]:
+        song = mido.MidiFile(path)  # parses
+        sounding = {}
+        for msg in mido.merge_tracks(song.tracks):
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding[(msg.channel, msg.note)] = sounding.get((msg.channel, msg.note), 0) + 1
+            elif msg.type in ("note_off", "note_on"):
+                sounding[(msg.channel, msg.note)] = sounding.get((msg.channel, msg.note), 0) - 1
+        assert all(v <= 0 for v in sounding.values()), "a note hangs to the end of the file"
+
+
+def test_music_sample_without_out_writes_into_the_run(runner, music_run):
+    result = runner.invoke(cli, ["sample", str(music_run), "--seconds", "3", "--seed", "1", "--tempo", "90",
+                                 "--program", "40", "--prime", str(MIDI_DIR / "folk_english1.mid")])
+    assert result.exit_code == 0, result.output
+    written = list((music_run / "samples").glob("*.mid"))
+    assert len(written) == 1
+    song = mido.MidiFile(written[0])
+    programs = {m.program for t in song.tracks for m in t if m.type == "program_change"}
+    assert programs <= {40}
+    tempos = {round(mido.tempo2bpm(m.tempo)) for t in song.tracks for m in t if m.type == "set_tempo"}
+    assert tempos == {90}
+
+
+def test_music_prime_and_options_mismatched_with_the_model(runner, music_run, trained_run):
+    result = runner.invoke(cli, ["sample", str(trained_run), "--prime", str(MIDI_DIR / "folk_english1.mid")])
+    assert result.exit_code == 2 and "MIDI file" in result.stderr
+    result = runner.invoke(cli, ["sample", str(music_run), "--prime", "some text"])
+    assert result.exit_code == 2 and "must be a MIDI file" in result.stderr
+    result = runner.invoke(cli, ["sample", str(trained_run), "--seconds", "3"])
+    assert result.exit_code == 2 and "music models" in result.stderr
+
+
+def test_info_on_a_music_checkpoint_lists_the_event_vocabulary(runner, music_run):
+    result = runner.invoke(cli, ["info", str(music_run)])
+    assert result.exit_code == 0, result.output
+    assert "midi" in result.stdout and "note on" in result.stdout and "time shift" in result.stdout
+
+
+def test_inspect_json_reports_each_file(runner, tmp_path):
+    bad = tmp_path / "fake.mid"
+    bad.write_text("not midi at all")
+    text = tmp_path / "words.txt"
+    text.write_text("hello")
+    result = runner.invoke(cli, ["inspect", str(MIDI_DIR / "tiny_c_major_scale.mid"), str(bad), "--json"])
+    report = json.loads(result.stdout)
+    good, broken = report["files"]
+    assert good["kind"] == "midi" and good["notes"] == 8 and good["notes_preserved"] == 8 and good["error"] is None
+    assert broken["error"] and "fake.mid" in broken["error"] and broken["tokens"] is None
+    assert report["vocab_size"] == len(midi.vocabulary())
+    text_report = json.loads(runner.invoke(cli, ["inspect", str(text), "--json"]).stdout)
+    assert text_report["files"][0] == {"path": str(text), "kind": "text", "tokens": 5, "notes": None,
+                                       "notes_preserved": None, "error": None}
+    assert text_report["vocab_size"] == 4
+
+
+def test_inspect_roundtrip_writes_what_chargen_hears(runner, tmp_path):
+    out = tmp_path / "heard.mid"
+    result = runner.invoke(cli, ["inspect", str(MIDI_DIR / "tiny_2tracks_type1.mid"), "--roundtrip", str(out)])
+    assert result.exit_code == 0, result.output
+    notes = [m for t in mido.MidiFile(out).tracks for m in t if m.type == "note_on" and m.velocity > 0]
+    assert len(notes) == 16
+
+
+def test_show_draws_a_piano_roll(runner):
+    result = runner.invoke(cli, ["show", str(MIDI_DIR / "drums_beat.mid")])
+    assert result.exit_code == 0, result.output
+    assert "drums" in result.stdout and "█" in result.stdout
+
+
+def test_train_reads_stdin(runner, tmp_path):
+    from conftest import TINY_TEXT
+
+    result = runner.invoke(cli, ["train", "-", "--steps", "3", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "s")],
+                           input=TINY_TEXT)
+    assert result.exit_code == 0, result.output
+    payload = checkpoint.load(tmp_path / "s" / "last.pt")
+    assert payload["corpus"]["files"] == ["-"]
+    assert set(payload["vocab"]["tokens"]) == set(TINY_TEXT)
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "chargen", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_resume_keeps_the_run_settings_and_extends_the_budget(runner, trained_run):
+    result = runner.invoke(cli, ["train", "--resume", str(trained_run), "--steps", "15", "--hidden", "99"])
+    assert result.exit_code == 0, result.output
+    assert "ignoring --hidden" in result.stderr
+    payload = checkpoint.load(trained_run / "last.pt")
+    assert payload["state"]["step"] == 15
+    assert payload["model_config"]["hidden_size"] == 16
+    assert payload["train_config"]["eval_every"] == 5  # not reset to the default

@@ -1,0 +1,217 @@
+"""Data-parallel training: the World helpers, and real 2-process gloo runs launched by torchrun.
+
+The end-to-end tests start `python -m torch.distributed.run --nproc_per_node=2`
+on loopback only (MASTER_ADDR=127.0.0.1, a free port) and compare the result
+with the same training done in this process.
+"""
+
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from chargen import checkpoint, distributed
+from chargen import run as runs
+from chargen.cli import cli
+from chargen.distributed import World
+from chargen.errors import ChargenError
+from chargen.train import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = dict(cell="lstm", num_layers=2, hidden_size=16, embed_dim=8, dropout=0.0)
+LAYOUT = dict(batch_size=4, seq_len=16, eval_every=1000, seed=7)
+STEPS = 4
+
+
+# -- World, without any other process ------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_world_rows_are_contiguous_equal_shares(size):
+    shares = [World(rank=r, size=size).rows(8) for r in range(size)]
+    assert [i for s in shares for i in range(8)[s]] == list(range(8))
+    assert {s.stop - s.start for s in shares} == {8 // size}
+
+
+def test_world_refuses_a_batch_that_does_not_split_evenly():
+    with pytest.raises(ChargenError, match="6 streams cannot be split evenly over 4 processes"):
+        World(rank=0, size=4).check_batch_size(6)
+    World(rank=0, size=3).check_batch_size(6)
+
+
+def test_world_of_one_changes_nothing():
+    world = World()
+    h = (torch.randn(2, 4, 3), torch.randn(2, 4, 3))
+    assert world.local_hidden(h) is h and world.gather_hidden(h) is h
+    assert world.gather_floats(1.5, 2.0).tolist() == [[1.5, 2.0]]
+    assert world.broadcast_text("run") == "run"
+
+
+def test_world_local_hidden_takes_the_ranks_rows():
+    h = torch.arange(2 * 4 * 3.0).view(2, 4, 3)
+    assert torch.equal(World(rank=1, size=2).local_hidden(h), h[:, 2:4])
+
+
+def test_world_local_rng_takes_its_row_or_forks_a_stream():
+    a, b = torch.Generator().manual_seed(1).get_state(), torch.Generator().manual_seed(2).get_state()
+    stack = torch.stack([a, b])
+    assert torch.equal(World(rank=1, size=2).local_rng(stack, seed=0), b)
+    assert torch.equal(World(rank=0, size=1).local_rng(stack, seed=0), a)  # fewer ranks: row 0
+    assert torch.equal(World(rank=1, size=2).local_rng(a, seed=5), torch.Generator().manual_seed(6).get_state())
+    assert World(rank=1, size=2).local_rng(stack, seed=0).storage_offset() == 0  # set_rng_state misreads a view
+
+
+def test_start_without_torchrun_is_one_process(monkeypatch):
+    for name in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    world = distributed.start(torch.device("cpu"))
+    assert (world.rank, world.size, world.is_main, world.device) == (0, 1, True, torch.device("cpu"))
+
+
+def test_start_with_a_partial_launch_environment_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ChargenError, match="needs RANK, MASTER_ADDR, MASTER_PORT"):
+        distributed.start(torch.device("cpu"))
+
+
+# -- two processes under torchrun -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_corpus(path: Path) -> Path:
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over a lazy dog while seven wizards hum".split()
+    lines = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(120)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _options(steps: int) -> list[str]:
+    m, t = MODEL, LAYOUT
+    return [
+        "--cell", m["cell"], "--layers", str(m["num_layers"]), "--hidden", str(m["hidden_size"]),
+        "--embed", str(m["embed_dim"]), "--dropout", str(m["dropout"]), "--batch-size", str(t["batch_size"]),
+        "--seq-len", str(t["seq_len"]), "--eval-every", str(t["eval_every"]), "--seed", str(t["seed"]),
+        "--steps", str(steps), "--device", "cpu",
+    ]  # fmt: skip
+
+
+def _torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "chargen", *args,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def _train_here(corpus: Path, out: Path, steps: int) -> Path:
+    """The same training in this process, through the library."""
+    config = TrainConfig(steps=steps, **LAYOUT)
+    session = runs.new_run([str(corpus)], dict(MODEL), config, out=str(out), device="cpu")
+    runs.execute(session)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """One 2-process gloo run of STEPS steps (shared by the tests below: it takes ~15 s)."""
+    tmp = tmp_path_factory.mktemp("dist")
+    corpus = _write_corpus(tmp / "tiny.txt")
+    result = _torchrun(["train", str(corpus), *_options(STEPS), "--out", str(tmp / "two")], cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp, corpus, tmp / "two", result
+
+
+@pytest.mark.slow
+def test_two_processes_complete_and_only_rank_0_writes(two_process_run):
+    tmp, _, run_dir, result = two_process_run
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert len(runs.read_metrics(run_dir)) == 1  # one validation, one writer
+    assert result.stderr.count("run directory:") == 1  # one progress report
+    assert sorted(p.name for p in tmp.iterdir()) == ["tiny.txt", "two"]  # no stray run directories
+    payload = checkpoint.load(run_dir / checkpoint.LAST)
+    assert payload["state"]["step"] == STEPS
+    assert payload["distributed"] == {"world_size": 2}
+    assert payload["state"]["tokens"] == STEPS * LAYOUT["batch_size"] * LAYOUT["seq_len"]
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_loads_and_samples(two_process_run):
+    _, _, run_dir, _ = two_process_run
+    result = CliRunner().invoke(cli, ["sample", str(run_dir), "--length", "40", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) >= 40
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_same_steps_as_one(two_process_run):
+    tmp, corpus, run_dir, _ = two_process_run
+    one = checkpoint.load(_train_here(corpus, tmp / "one", STEPS) / checkpoint.LAST)
+    two = checkpoint.load(run_dir / checkpoint.LAST)
+    for name, weight in one["model_state"].items():
+        assert torch.allclose(weight, two["model_state"][name], atol=1e-5), name
+    # The hidden state was gathered from both ranks into the whole batch's.
+    for h1, h2 in zip(one["state"]["hidden"], two["state"]["hidden"]):
+        assert h1.shape == h2.shape == (MODEL["num_layers"], LAYOUT["batch_size"], MODEL["hidden_size"])
+        assert torch.allclose(h1, h2, atol=1e-5)
+    assert two["state"]["rng"].shape[0] == 2  # one generator state per rank
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
+    """A different world size picks up the same data position and hidden state."""
+    _, corpus, run_dir, _ = two_process_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    for name in (checkpoint.LAST, checkpoint.METRICS):
+        (resumed_dir / name).write_bytes((run_dir / name).read_bytes())
+    session = runs.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
+    assert any("trained by 2 process(es)" in note for note in session.notes)
+    runs.execute(session)
+    straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
+    resumed = checkpoint.load(resumed_dir / checkpoint.LAST)
+    for name, weight in straight["model_state"].items():
+        assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
+
+
+def test_new_run_refuses_a_batch_that_does_not_split_before_touching_the_disk(tmp_path):
+    corpus = _write_corpus(tmp_path / "tiny.txt")
+    config = TrainConfig(steps=1, **(LAYOUT | {"batch_size": 3}))
+    with pytest.raises(ChargenError, match="3 streams cannot be split evenly over 2 processes"):
+        runs.new_run([str(corpus)], dict(MODEL), config, out=str(tmp_path / "odd"), world=World(rank=0, size=2))
+    assert not (tmp_path / "odd").exists()
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_with_two_processes(two_process_run, tmp_path):
+    """The same world size takes up each rank's rows of the hidden state and its own RNG stream."""
+    _, corpus, run_dir, _ = two_process_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    for name in (checkpoint.LAST, checkpoint.METRICS):
+        (resumed_dir / name).write_bytes((run_dir / name).read_bytes())
+    result = _torchrun(["train", "--resume", str(resumed_dir), "--steps", str(2 * STEPS)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
+    resumed = checkpoint.load(resumed_dir / checkpoint.LAST)
+    assert resumed["state"]["step"] == 2 * STEPS
+    for name, weight in straight["model_state"].items():
+        assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
+    assert [row["step"] for row in runs.read_metrics(resumed_dir)] == [STEPS, 2 * STEPS]

@@ -1,0 +1,415 @@
+"""Tests for chargen.midi: vocabulary, encoding, decoding, repair, round trips, bad files."""
+
+import io
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import mido
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from chargen import midi
+from chargen.errors import MidiError
+from chargen.vocab import Vocab
+
+HERE = Path(__file__).parent
+TEST_FILES = sorted((HERE / "data" / "midi").glob("*.mid"))
+BACH_FILES = sorted((HERE.parent / "data" / "bach").glob("*.mid"))
+TPB = 480
+STEP = TPB // midi.STEPS_PER_BEAT  # ticks per step in the files built here
+
+
+def build_midi(notes, tempos=(), tpb=TPB, file_type=1):
+    """A MIDI file from (start_tick, length_ticks, pitch, velocity, channel, program) notes.
+
+    One conductor track holds (tick, bpm) tempo changes; each channel gets its own track.
+    """
+    conductor = [(t, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(b))) for t, b in tempos]
+    tracks = {}
+    for start, length, pitch, velocity, channel, program in notes:
+        events = tracks.setdefault(channel, [
+            (0, 0, mido.Message("program_change", channel=channel, program=program))])
+        events.append((start, 2, mido.Message("note_on", channel=channel, note=pitch,
+                                              velocity=velocity)))
+        events.append((start + length, 1, mido.Message("note_off", channel=channel, note=pitch)))
+    mid = mido.MidiFile(type=file_type, ticks_per_beat=tpb)
+    for events in [conductor] + [tracks[c] for c in sorted(tracks)]:
+        track, last = mido.MidiTrack(), 0
+        for tick, _, msg in sorted(events, key=lambda e: e[:2]):
+            track.append(msg.copy(time=tick - last))
+            last = tick
+        mid.tracks.append(track)
+    return mid
+
+
+def save(mid, folder, name="piece.mid"):
+    path = Path(folder) / name
+    mid.save(path)
+    return path
+
+
+def assert_no_hanging_notes(mid):
+    """Every note_on is closed by a later note_off on its channel and pitch, never re-opened."""
+    for track in mid.tracks:
+        sounding = set()
+        for msg in track:
+            if msg.type == "note_on" and msg.velocity > 0:
+                key = (msg.channel, msg.note)
+                assert key not in sounding, f"note re-opened while sounding: {msg}"
+                sounding.add(key)
+            elif msg.type in ("note_on", "note_off"):
+                assert (msg.channel, msg.note) in sounding, f"note_off without note_on: {msg}"
+                sounding.discard((msg.channel, msg.note))
+        assert not sounding, f"notes left hanging: {sorted(sounding)}"
+
+
+# -- vocabulary ------------------------------------------------------------------
+
+
+def test_vocabulary_is_unique_and_grouped():
+    tokens = midi.vocabulary()
+    assert len(tokens) == len(set(tokens))
+    assert tokens[0] == midi.PIECE_TOKEN
+    assert sum(count for _, _, count in midi.describe_tokens()) == len(tokens)
+    examples = {"on:60", "off:60", "drum:36", "vel:127", "shift:24", "prog:0", "tempo:120"}
+    assert examples <= set(tokens)
+
+
+def test_midi_vocab_roundtrips_through_dict():
+    vocab = midi.midi_vocab()
+    assert vocab.kind == "midi" and vocab.version == midi.MIDI_VOCAB_VERSION
+    assert Vocab.from_dict(vocab.to_dict()) == vocab
+
+
+# -- encoding --------------------------------------------------------------------
+
+
+def test_encode_midi_chord_gives_exact_tokens():
+    chord = [(0, TPB, p, 100, 0, 0) for p in (60, 64, 67)] + [(TPB, TPB // 2, 72, 50, 9, 0)]
+    tokens = midi.encode_midi(build_midi(chord, tempos=[(0, 96)]))
+    assert tokens == ["<piece>", "tempo:96", "prog:0", "vel:99", "on:60", "on:64", "on:67",
+                      "shift:24", "off:60", "off:64", "off:67", "vel:51", "drum:72"]
+
+
+def test_encode_midi_velocity_zero_is_note_off_and_pedal_extends_notes():
+    track = mido.MidiTrack([
+        mido.Message("control_change", control=64, value=127, time=0),
+        mido.Message("note_on", note=60, velocity=80, time=0),
+        mido.Message("note_on", note=60, velocity=0, time=TPB),  # released under the pedal
+        mido.Message("control_change", control=64, value=0, time=TPB),  # pedal up: note ends
+    ])
+    mid = mido.MidiFile(type=0, ticks_per_beat=TPB, tracks=[track])
+    assert midi.encode_midi(mid)[-3:] == ["on:60", "shift:48", "off:60"]
+
+
+def test_encode_midi_keeps_unisons_on_one_channel():
+    # Two voices on one channel sing C4 together, then overlap on D4: reading
+    # pairs note-offs first in, first out, so every note survives as written.
+    notes = [(0, TPB, 60, 80, 0, 0), (0, 2 * TPB, 60, 80, 0, 0),
+             (2 * TPB, TPB, 62, 80, 0, 0), (2 * TPB + TPB // 2, TPB, 62, 80, 0, 0)]
+    tokens = midi.encode_midi(build_midi(notes))
+    assert tokens[4:] == ["on:60", "on:60", "shift:24", "off:60", "shift:24", "off:60", "on:62",
+                          "shift:12", "on:62", "shift:12", "off:62", "shift:12", "off:62"]
+
+
+def test_read_drum_channel_restrike_ends_the_previous_hit():
+    track = mido.MidiTrack([
+        mido.Message("note_on", channel=9, note=36, velocity=90, time=0),
+        mido.Message("note_on", channel=9, note=36, velocity=90, time=TPB),
+        mido.Message("note_off", channel=9, note=36, time=TPB),
+    ])
+    roll = midi.piano_roll(mido.MidiFile(type=0, ticks_per_beat=TPB, tracks=[track]))
+    assert [(n.start_s, n.end_s) for n in roll] == [(0.0, 0.5), (0.5, 1.0)]
+
+
+def test_encode_midi_shortens_long_rests_and_drops_leading_silence():
+    mid = build_midi([(10 * TPB, TPB, 60, 64, 0, 0), (1000 * TPB, TPB, 62, 64, 0, 0)])
+    shifts = [int(t.split(":")[1]) for t in midi.encode_midi(mid) if t.startswith("shift:")]
+    assert sum(shifts) == 24 + midi.MAX_REST_STEPS + 24  # note, capped rest, note; no lead-in
+    assert midi.encode_midi(mid)[1] == "tempo:120"
+
+
+def test_encode_midi_format2_plays_tracks_in_sequence():
+    mid = build_midi([(0, TPB, 60, 64, 0, 0), (0, TPB, 62, 64, 1, 0)])
+    mid.tracks = mid.tracks[1:]
+    mid.type = 2
+    tokens = midi.encode_midi(mid)
+    assert tokens.index("on:62") > tokens.index("off:60")
+
+
+def test_encode_midi_without_notes_raises():
+    with pytest.raises(MidiError, match="no notes"):
+        midi.encode_midi(build_midi([], tempos=[(0, 100)]))
+
+
+# -- round trips -------------------------------------------------------------------
+
+INSTRUMENTS = [(0, 0), (1, 40), (2, 40), (3, 73), (9, 0)]  # (channel, program); 9 is drums
+note_lists = st.lists(st.tuples(
+    st.integers(0, 64 * TPB),  # start tick
+    st.integers(STEP, 6 * TPB),  # length: at least one step
+    st.integers(0, 127), st.integers(1, 127), st.sampled_from(INSTRUMENTS)),
+    min_size=1, max_size=40)
+tempo_lists = st.lists(st.tuples(st.integers(0, 64 * TPB), st.integers(24, 330)), max_size=4)
+
+
+def to_notes(drawn, overlaps=True):
+    """Drawn tuples -> build_midi notes; without overlaps: one copy per instrument and pitch."""
+    notes, busy_until = [], {}
+    for start, length, pitch, velocity, (channel, program) in sorted(drawn):
+        key = (channel == 9, 0 if channel == 9 else program, pitch)
+        if not overlaps and start < busy_until.get(key, -1):
+            continue
+        busy_until[key] = start + length + STEP
+        notes.append((start, length, pitch, velocity, channel, program))
+    return notes
+
+
+@settings(max_examples=50, deadline=None)
+@given(note_lists, tempo_lists)
+def test_roundtrip_preserves_generated_notes(drawn, tempos):
+    with tempfile.TemporaryDirectory() as folder:
+        path = save(build_midi(to_notes(drawn, overlaps=False), tempos=[(0, 100)] + tempos), folder)
+        report = midi.measure_roundtrip(path)
+    assert report.repaired == report.cut == 0
+    assert report.preserved == report.notes
+
+
+@settings(max_examples=50, deadline=None)
+@given(note_lists, tempo_lists)
+def test_roundtrip_loses_only_re_paired_or_cut_notes(drawn, tempos):
+    with tempfile.TemporaryDirectory() as folder:
+        path = save(build_midi(to_notes(drawn), tempos=tempos), folder)
+        report = midi.measure_roundtrip(path)
+    assert report.preserved >= report.notes - report.repaired - report.cut
+
+
+# Same-pitch notes on one channel and program, overlapping at will: up to
+# MAX_COPIES of each of two pitches, so no copy limit applies.
+unison_lists = st.lists(st.tuples(
+    st.integers(0, 8 * TPB), st.integers(STEP, 4 * TPB), st.integers(1, 127)),
+    min_size=1, max_size=midi.MAX_COPIES)
+
+
+@settings(max_examples=50, deadline=None)
+@given(unison_lists, unison_lists, st.sampled_from([(0, 0), (3, 73)]))
+def test_roundtrip_preserves_overlapping_unisons_on_one_channel(low, high, instrument):
+    channel, program = instrument
+    notes = [(start, length, pitch, velocity, channel, program)
+             for pitch, drawn in ((60, low), (61, high)) for start, length, velocity in drawn]
+    with tempfile.TemporaryDirectory() as folder:
+        path = save(build_midi(notes), folder)
+        report = midi.measure_roundtrip(path)
+        assert_no_hanging_notes(midi.decode_tokens(midi.encode_file(path)))
+    assert report.repaired == report.cut == 0  # one channel pairs first in, first out: never nested
+    assert report.preserved == report.notes == len(notes)
+
+
+def test_roundtrip_re_pairs_a_nested_unison_across_channels():
+    # Program 40 on channels 1 and 2: a short C4 inside a long one. off:60 ends
+    # the oldest copy, so decoding pairs the first release with the long note.
+    mid = build_midi([(0, 4 * TPB, 60, 80, 1, 40), (TPB, TPB, 60, 80, 2, 40)])
+    notes, _, _, repaired, cut = midi._plan(mid)
+    assert [(n.start, n.end) for n in notes] == [(0, 48), (24, 96)]
+    assert (repaired, cut) == (2, 0)
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_roundtrip_shipped_files(path):
+    report = midi.measure_roundtrip(path)
+    assert report.preserved >= report.notes - report.repaired - report.cut
+    if report.repaired == report.cut == 0:
+        assert report.preserved == report.notes
+    assert report.preserved >= 0.97 * report.notes
+    assert midi.roundtrip(path) == (report.notes, report.preserved)
+
+
+def test_roundtrip_bach_sample():
+    assert len(BACH_FILES) == 410
+    for path in BACH_FILES[::41]:
+        report = midi.measure_roundtrip(path)
+        assert report.preserved >= report.notes - report.repaired - report.cut, path.name
+        assert report.preserved >= 0.9 * report.notes, path.name
+
+
+# -- decoding ----------------------------------------------------------------------
+
+token_lists = st.lists(st.one_of(st.sampled_from(midi.vocabulary()),
+                                 st.sampled_from(["on:60", "off:60", "shift:96", "shift:1",
+                                                  "prog:1"]),
+                                 st.text(max_size=6)), max_size=300)
+
+
+@settings(max_examples=100, deadline=None)
+@given(token_lists)
+def test_decode_tokens_always_gives_a_valid_file(tokens):
+    mid = midi.decode_tokens(tokens)
+    data = io.BytesIO()
+    mid.save(file=data)
+    reread = mido.MidiFile(file=io.BytesIO(data.getvalue()))
+    assert_no_hanging_notes(reread)
+    for note in midi.piano_roll(reread):
+        assert note.end_s > note.start_s
+
+
+def test_decode_tokens_repairs_bad_orders():
+    tokens = ["off:50", "on:60", "on:60", "shift:12", "on:60", "shift:12", "off:60", "off:60",
+              "drum:36", "drum:36", "on:62", "bogus", "vel:999"]
+    mid = midi.decode_tokens(tokens)
+    assert_no_hanging_notes(mid)
+    notes = sorted((n.pitch, n.is_drum, round(n.start_s, 3), round(n.end_s, 3))
+                   for n in midi.piano_roll(mid))
+    # 120 BPM: a step is 1/48 s. The offs end the two oldest copies of 60; the third copy
+    # and the open 62 close at the end; the second hit of drum 36 cuts the first to nothing.
+    assert notes == [(36, True, 0.5, 0.625), (60, False, 0.0, 0.5), (60, False, 0.0, 0.5),
+                     (60, False, 0.25, 0.5), (62, False, 0.5, 0.521)]
+
+
+def test_decode_tokens_pairs_offs_first_in_first_out():
+    tokens = ["on:60", "shift:12", "on:60", "shift:12", "off:60", "shift:12", "off:60", "off:60"]
+    mid = midi.decode_tokens(tokens)
+    assert_no_hanging_notes(mid)
+    roll = midi.piano_roll(mid)
+    assert sorted((n.start_s, n.end_s) for n in roll) == [(0.0, 0.5), (0.25, 0.75)]
+    assert len({track[-2].channel for track in mid.tracks[1:]}) == 2  # one channel per copy
+
+
+def test_decode_tokens_caps_copies_of_a_pitch():
+    tokens = ["on:60"] * (midi.MAX_COPIES + 2) + ["shift:24"] + ["off:60"] * (midi.MAX_COPIES + 2)
+    mid = midi.decode_tokens(tokens)
+    assert_no_hanging_notes(mid)
+    assert len(midi.piano_roll(mid)) == midi.MAX_COPIES  # the two oldest were cut to nothing
+
+
+def test_decode_tokens_cuts_copies_when_channels_run_out():
+    # 14 programs take 14 channels; the one left holds one second copy, the
+    # other second copies share their program's channel and cut the first.
+    tokens = [t for p in range(14) for t in (f"prog:{p}", "on:60")] + ["shift:12"]
+    tokens += [t for p in range(14) for t in (f"prog:{p}", "on:60")] + ["shift:12"]
+    mid = midi.decode_tokens(tokens)
+    assert_no_hanging_notes(mid)
+    lengths = sorted(round(n.end_s - n.start_s, 3) for n in midi.piano_roll(mid))
+    assert lengths == [0.25] * 27 + [0.5]
+
+
+def test_decode_tokens_closes_notes_after_the_maximum_length():
+    mid = midi.decode_tokens(["on:60"] + ["shift:96"] * 20)
+    (note,) = midi.piano_roll(mid)
+    assert note.end_s == pytest.approx(midi.MAX_NOTE_STEPS / midi.STEPS_PER_BEAT * 0.5)
+
+
+def test_decode_tokens_reads_only_the_first_piece():
+    tokens = ["<piece>", "tempo:60", "on:60", "shift:24", "off:60", "<piece>", "on:70", "shift:24"]
+    assert [n.pitch for n in midi.piano_roll(midi.decode_tokens(tokens))] == [60]
+    assert midi.tokens_duration(tokens) == pytest.approx(1.0)
+
+
+def test_decode_tokens_overrides_tempo_and_program():
+    tokens = ["<piece>", "tempo:60", "prog:40", "on:60", "drum:36", "shift:24", "off:60"]
+    mid = midi.decode_tokens(tokens, tempo_bpm=120, program=0)
+    notes = {n.pitch: n for n in midi.piano_roll(mid)}
+    assert notes[60].end_s == pytest.approx(0.5) and notes[60].program == 0
+    assert notes[36].is_drum
+    with pytest.raises(ValueError, match="program must be"):
+        midi.decode_tokens(tokens, program=128)
+
+
+def test_decode_tokens_many_programs_share_channels():
+    tokens = [t for p in range(20) for t in (f"prog:{p}", f"on:{40 + p}")] + ["shift:24"]
+    mid = midi.decode_tokens(tokens)
+    assert_no_hanging_notes(mid)
+    assert len(midi.piano_roll(mid)) == 20
+
+
+# -- files ------------------------------------------------------------------------
+
+
+def test_write_midi_is_atomic_and_reports_bad_folders(tmp_path):
+    mid = midi.decode_tokens(["on:60", "shift:24", "off:60"])
+    midi.write_midi(mid, tmp_path / "out.mid")
+    assert os.listdir(tmp_path) == ["out.mid"]
+    assert midi.encode_file(tmp_path / "out.mid")[-3:] == ["on:60", "shift:24", "off:60"]
+    with pytest.raises(MidiError, match="missing"):
+        midi.write_midi(mid, tmp_path / "missing" / "out.mid")
+
+
+def test_read_prime_takes_the_first_seconds():
+    path = HERE / "data" / "midi" / "joplin_maple_leaf_rag.mid"
+    prime = midi.read_prime(path, 3.0)
+    assert prime == midi.encode_file(path)[:len(prime)]
+    assert 2.5 < midi.tokens_duration(prime) <= 3.0
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        midi.read_prime(path, 0)
+
+
+def test_is_midi_file_checks_content(tmp_path):
+    real = TEST_FILES[0]
+    assert midi.is_midi_file(real)
+    text = tmp_path / "song.mid"
+    text.write_text("not music")
+    assert not midi.is_midi_file(text)
+    assert not midi.is_midi_file(tmp_path / "absent.mid")
+    data = real.read_bytes()
+    riff = tmp_path / "song.rmi"
+    riff.write_bytes(b"RIFF" + (len(data) + 12).to_bytes(4, "little") + b"RMIDdata"
+                     + len(data).to_bytes(4, "little") + data)
+    assert midi.is_midi_file(riff)
+    assert midi.encode_file(riff) == midi.encode_file(real)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"hello, this is text", "not a midi file"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0garbage", "corrupt"),
+])
+def test_encode_file_bad_content_names_the_file(tmp_path, content, reason):
+    path = tmp_path / "broken.mid"
+    path.write_bytes(content)
+    with pytest.raises(MidiError, match=reason) as info:
+        midi.encode_file(path)
+    assert "broken.mid" in str(info.value)
+
+
+def test_encode_file_without_notes_names_the_file(tmp_path):
+    path = save(build_midi([], tempos=[(0, 90)]), tmp_path, "silent.mid")
+    with pytest.raises(MidiError, match="silent.mid: no notes"):
+        midi.encode_file(path)
+
+
+def test_encode_file_missing_file_raises(tmp_path):
+    with pytest.raises(MidiError, match="absent.mid"):
+        midi.encode_file(tmp_path / "absent.mid")
+
+
+# -- fuzzing the reader: only MidiError may escape ---------------------------------
+
+
+def encode_bytes(folder, data):
+    path = Path(folder) / "fuzz.mid"
+    path.write_bytes(data)
+    try:
+        tokens = midi.encode_file(path)
+    except MidiError:
+        return
+    assert tokens[0] == midi.PIECE_TOKEN and set(tokens) <= set(midi.vocabulary())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.booleans())
+def test_fuzz_random_bytes(data, with_header):
+    with tempfile.TemporaryDirectory() as folder:
+        encode_bytes(folder, (b"MThd\x00\x00\x00\x06" if with_header else b"") + data)
+
+
+def test_fuzz_truncated_and_bit_flipped_files(tmp_path):
+    rng = random.Random(1111)
+    for path in TEST_FILES:
+        data = path.read_bytes()
+        for _ in range(15):
+            encode_bytes(tmp_path, data[:rng.randrange(len(data))])
+            flipped = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            encode_bytes(tmp_path, bytes(flipped))

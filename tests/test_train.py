@@ -1,0 +1,98 @@
+import math
+
+import pytest
+import torch
+
+from chargen.errors import TrainingError
+from chargen.run import make_optimizer
+from chargen.train import TrainConfig, TrainState, evaluate, learning_rate, train
+from chargen.vocab import Vocab
+from conftest import tiny_model
+
+REPETITIVE = "abcdefgh" * 200
+
+
+def _setup(cell="lstm", dropout=0.0, **config):
+    vocab = Vocab.from_text(REPETITIVE)
+    ids = vocab.encode(REPETITIVE)
+    model = tiny_model(cell, vocab_size=len(vocab), hidden_size=16, dropout=dropout)
+    cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=1, eval_every=1000, **config)
+    return model, make_optimizer(model, cfg), ids, cfg
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_loss_falls_on_a_repetitive_corpus(cell):
+    model, opt, ids, cfg = _setup(cell, steps=40)
+    before = evaluate(model, ids, 4, 16)
+    state = train(model, opt, ids, ids, cfg, TrainState())
+    after = evaluate(model, ids, 4, 16)
+    assert state.step == 40
+    assert before > 2.5  # about log2(8) = 3 bits before training
+    assert after < 0.5 * before
+
+
+def test_same_seed_same_model():
+    results = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model, opt, ids, cfg = _setup(dropout=0.2, steps=10)
+        train(model, opt, ids, ids, cfg, TrainState())
+        results.append(model.state_dict())
+    for key in results[0]:
+        assert torch.equal(results[0][key], results[1][key]), key
+
+
+def test_budgets_stop_training():
+    model, opt, ids, cfg = _setup(epochs=1)
+    events = []
+    state = train(model, opt, ids, ids, cfg, TrainState(), lambda e, i: events.append(e))
+    # 1600 tokens -> 4 streams of 400 -> ceil(399 / 16) = 25 windows per epoch
+    assert state.step == 25 and state.epoch == 1 and state.window == 0
+    assert events.count("eval") == 1 and events[-1] == "stop"
+
+
+def test_should_stop_ends_after_the_current_step():
+    model, opt, ids, cfg = _setup(steps=50)
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    state = train(model, opt, ids, ids, cfg, TrainState(), should_stop=stop)
+    assert state.step == 3
+
+
+def test_diverging_loss_raises_and_keeps_the_model():
+    model, opt, ids, cfg = _setup(steps=5)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    snapshot = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingError, match="diverged"):
+        train(model, opt, ids, ids, cfg, TrainState())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, snapshot[key]) or torch.isnan(value).all()
+
+
+def test_validation_in_bits_matches_cross_entropy():
+    model, _, ids, _ = _setup()
+    model.eval()
+    bits = evaluate(model, ids[:65], batch_size=1, seq_len=64)
+    logits, _ = model(ids[:64].long().unsqueeze(0), model.init_hidden(1))
+    nats = torch.nn.functional.cross_entropy(logits[0], ids[1:65].long()).item()
+    assert bits == pytest.approx(nats / math.log(2), rel=1e-5)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    cfg = TrainConfig(lr=1.0, lr_min=0.1, warmup=10, steps=100)
+    assert learning_rate(cfg, 0.0, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 0.1, 10) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.1)))
+    assert learning_rate(cfg, 1.0, 100) == pytest.approx(0.1)
+
+
+def test_train_config_validation_and_default_budget():
+    assert TrainConfig().epochs == 10
+    assert TrainConfig(steps=5).epochs is None
+    for bad in [dict(seq_len=0), dict(lr=-1.0), dict(clip=0.0), dict(val_frac=1.0), dict(steps=0)]:
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
