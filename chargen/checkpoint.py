@@ -33,7 +33,6 @@ FORMAT = "chargen-checkpoint"
 FORMAT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 METRICS = "metrics.jsonl"
-LOCK = ".lock"  # held (flock) by the process training the run
 DEFAULT_ROOT = "checkpoints"
 REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "model_state")
 
@@ -162,18 +161,17 @@ def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAU
 def run_lock(directory: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on a run directory, so two processes never train one run at once.
 
-    An advisory flock on RUN/.lock: the kernel drops it when the process dies,
-    so a kill -9 never leaves a stale lock. Where flock does not exist (Windows),
-    runs go unlocked.
+    An advisory flock on the directory itself (no lock file to leave behind): the
+    kernel drops it when the process dies, so a kill -9 never leaves a stale lock.
+    Where flock does not exist (Windows), runs go unlocked.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    path = Path(directory) / LOCK
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(directory, os.O_RDONLY)
     except OSError as e:
         raise CheckpointError(f"{directory}: cannot use the run directory: {e.strerror or e}") from e
     try:
