@@ -142,7 +142,10 @@ def resume_run(
     except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
         raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e
     if corpus.vocab != vocab:
-        raise CorpusError("the corpus's vocabulary differs from the checkpoint's; it cannot be resumed on it")
+        raise CorpusError(
+            f"the corpus's vocabulary ({corpus.vocab.kind}, {len(corpus.vocab)} tokens) differs from the "
+            f"checkpoint's ({vocab.kind}, {len(vocab)} tokens); the run cannot be resumed on it"
+        )
     if corpus.fingerprint != record.get("fingerprint") and not force:
         raise CorpusError(
             f"the corpus ({', '.join(paths[:3])}) changed since this run started "
