@@ -277,7 +277,9 @@ def _truncate_metrics(directory: Path, step: int) -> None:
     path = directory / checkpoint.METRICS
     if path.is_file():
         rows = [json.dumps(row) + "\n" for row in read_metrics(directory) if row.get("step", 0) <= step]
-        _write_metrics(path, "".join(rows), "w")
+        partial = path.with_name(f".{path.name}.tmp")  # rewrite by rename: a kill here loses no rows
+        _write_metrics(partial, "".join(rows), "w")
+        os.replace(partial, path)
 
 
 def read_metrics(directory: Path) -> list[dict]:
