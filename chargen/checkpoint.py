@@ -19,8 +19,9 @@ import pickle
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -56,11 +57,30 @@ def save(payload: dict, path: str | os.PathLike) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
+        _fsync_directory(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
-        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from e
+        kept = "; the previous checkpoint is unchanged" if path.exists() else ""
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}{kept}") from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a directory for fsync
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete temporary files left by saves that a kill -9 cut short (see save())."""
+    for name in (LAST, BEST):
+        for stale in Path(directory).glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -74,9 +94,16 @@ def load(path: str | os.PathLike) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights-only loading refuses any global it does not know: a foreign or
-        # crafted file stops here, before anything in it can run.
-        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain data") from e
-    except Exception as e:  # a damaged file can fail anywhere inside torch.load
+        # crafted file stops here, before anything in it can run. Random bytes land
+        # here too, as an unknown pickle opcode rather than a global.
+        blocked = re.search(r"GLOBAL (\S+)", str(e))
+        if blocked:
+            raise CheckpointError(
+                f"{path}: refused to load: the file would import {blocked.group(1)}; "
+                "a checkpoint holds only tensors and plain data"
+            ) from e
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways (IndexError for text, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a chargen checkpoint")
@@ -120,10 +147,43 @@ def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAU
         for name in (which, LAST if which == BEST else BEST):
             if (path / name).is_file():
                 return path / name
+        if (path / METRICS).is_file():  # created, then stopped before the step-0 checkpoint
+            raise CheckpointError(
+                f"{path}: this run was stopped before its first checkpoint; start it again with --force"
+            )
         raise CheckpointError(f"{path}: no {BEST} or {LAST} in this directory")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run directory")
     return path
+
+
+@contextmanager
+def run_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory, so two processes never train one run at once.
+
+    An advisory flock on the directory itself (no lock file to leave behind): the
+    kernel drops it when the process dies, so a kill -9 never leaves a stale lock.
+    Where flock does not exist (Windows), runs go unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError as e:
+        raise CheckpointError(f"{directory}: cannot use the run directory: {e.strerror or e}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"{directory}: another chargen process is training this run; stop it (Ctrl-C) or wait for it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
@@ -160,6 +220,8 @@ def new_run_dir(out: Optional[str], corpus_name: str, force: bool, root: str = D
     if run.is_dir() and any(run.iterdir()):
         if not force:
             raise CheckpointError(f"{run}: a run already exists here; pass --force to overwrite it, or --resume {run}")
+        with run_lock(run):  # refuse to overwrite a run that is training right now
+            pass
         for name in (LAST, BEST, METRICS):
             if (run / name).exists():
                 (run / name).unlink()

@@ -98,6 +98,7 @@ def main():
 @click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction at the end of each file held out for validation.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps between validations and checkpoints.")
 @click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
@@ -151,7 +152,7 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
     _print_summary(session, reporter)
     if stop.is_set():
         err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(session.directory))}")
-        sys.exit(130)
+        sys.exit(stop.exit_code())
     del state
 
 
@@ -169,26 +170,39 @@ def _model_config():
 
 
 class _InterruptFlag:
-    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once."""
+    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once.
+
+    `kill PID` (SIGTERM) and a closed terminal (SIGHUP) count as a first Ctrl-C,
+    so they too end with a saved checkpoint instead of losing the steps since the last one.
+    """
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self):
         self.hits = 0
+        self.signum = None  # the first signal received
 
     def is_set(self) -> bool:
         return self.hits > 0
+
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
 
     def _handler(self, signum, frame):
         self.hits += 1
         if self.hits > 1:
             raise KeyboardInterrupt
-        err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
+        self.signum = signum
+        if signum != getattr(signal, "SIGHUP", None):  # after a hang-up there is no terminal to print to
+            err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def _progress() -> Progress:

@@ -99,22 +99,25 @@ def load_corpus(
     format: Optional[str] = None,
     val_frac: float = 0.1,
     vocab: Optional[Vocab] = None,
+    encoding_errors: str = "strict",
 ) -> Corpus:
     """Read, tokenize and split a corpus.
 
     The last `val_frac` of each file is held out for validation. Pass `vocab`
     to encode with an existing vocabulary (resuming, evaluating); otherwise a
-    text vocabulary is built from the corpus itself.
+    text vocabulary is built from the corpus itself. `encoding_errors` is
+    "strict" (invalid UTF-8 is an error naming its byte offset) or "replace"
+    (each invalid byte becomes U+FFFD).
     """
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
     files, format = find_files(paths, format)
     if format == "midi":
         return _load_midi(files, val_frac)
-    return _load_text(files, val_frac, vocab)
+    return _load_text(files, val_frac, vocab, encoding_errors)
 
 
-def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab]) -> Corpus:
+def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab], encoding_errors: str = "strict") -> Corpus:
     if STDIN in files:
         # stdin can be read only once: hold its bytes so both passes can see them.
         stdin_bytes = sys.stdin.buffer.read()
@@ -125,7 +128,7 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab]) -> Cor
         chars: set[str] = set()
         for f in files:
             with opener(f) as stream:
-                for text in _decode_chunks(stream, f, digest):
+                for text in _decode_chunks(stream, f, digest, encoding_errors):
                     chars.update(text)
         if not chars:
             raise CorpusError(f"{_names(files)}: the corpus is empty")
@@ -135,7 +138,7 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab]) -> Cor
     train_parts, val_parts = [], []
     for f in files:
         with opener(f) as stream:
-            ids = _encode_stream(stream, f, vocab, digest)
+            ids = _encode_stream(stream, f, vocab, digest, encoding_errors)
         if len(ids) == 0:
             continue
         cut = len(ids) - int(len(ids) * val_frac)
@@ -148,13 +151,15 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab]) -> Cor
     return Corpus(vocab, _cat(train_parts), _cat(val_parts), files, fingerprint)
 
 
-def _decode_chunks(stream: BinaryIO, name: str, digest=None) -> Iterator[str]:
+def _decode_chunks(stream: BinaryIO, name: str, digest=None, errors: str = "strict") -> Iterator[str]:
     """Yield the UTF-8 text of a byte stream, chunk by chunk, with a BOM stripped.
 
     Raises CorpusError with the byte offset of invalid UTF-8, and for binary
     files (NUL bytes never occur in text).
     """
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {errors!r}")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
     offset = 0
     first = True
     while True:
@@ -170,7 +175,8 @@ def _decode_chunks(stream: BinaryIO, name: str, digest=None) -> Iterator[str]:
         except UnicodeDecodeError as e:
             raise CorpusError(
                 f"{name}: invalid UTF-8 at byte offset {_utf8_error_offset(offset, raw, e)}"
-                " (chargen reads text as UTF-8; convert the file, e.g. with iconv)"
+                " (chargen reads text as UTF-8; convert the file, e.g. with iconv,"
+                " or pass --encoding-errors replace)"
             ) from e
         if first:
             text = text.removeprefix("\ufeff")
@@ -191,10 +197,10 @@ def _utf8_error_offset(offset: int, raw: bytes, error: UnicodeDecodeError) -> in
     return offset + len(raw) - (len(error.object) - error.start)
 
 
-def _encode_stream(stream: BinaryIO, name: str, vocab: Vocab, digest=None) -> torch.Tensor:
+def _encode_stream(stream: BinaryIO, name: str, vocab: Vocab, digest=None, errors: str = "strict") -> torch.Tensor:
     """The ids of a whole text stream, in vocab's storage dtype, without per-character Python."""
     parts = []
-    for text in _decode_chunks(stream, name, digest):
+    for text in _decode_chunks(stream, name, digest, errors):
         try:
             parts.append(vocab.encode_codepoints(codepoints(text)))
         except ChargenError as e:  # a character the vocabulary lacks

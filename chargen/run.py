@@ -8,6 +8,7 @@ kill -9, a full disk) and resumed exactly from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,11 +20,11 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from chargen import __version__, checkpoint
-from chargen.corpus import Corpus, fit_layout, load_corpus
+from chargen.corpus import Corpus, batchify, fit_layout, load_corpus, num_windows
 from chargen.distributed import World
-from chargen.errors import ChargenError, CheckpointError, CorpusError
+from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
-from chargen.train import TrainConfig, TrainState, train
+from chargen.train import TrainConfig, TrainState, progress_of, train
 from chargen.vocab import Vocab
 
 # Options a resumed run may change; everything else comes from its checkpoint.
@@ -67,7 +68,7 @@ def new_run(
     """Load the corpus, build a seeded model and create the run directory (last, so a bad
     corpus or option never touches the disk). With several ranks, rank 0 creates the
     directory and tells the others its name."""
-    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac)
+    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac, encoding_errors=config.encoding_errors)
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
     batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
     if (batch_size, seq_len) != (config.batch_size, config.seq_len):
@@ -84,7 +85,10 @@ def new_run(
     optimizer = make_optimizer(model, config)
     name = Path(corpus.files[0]).stem if corpus.files[0] != "-" else "stdin"
     directory = _create_run_dir(world, out, name, force)
-    return Run(directory, model, optimizer, corpus, config, TrainState(), world.device, notes, world)
+    # Record the RNG state now, so a run resumed from its step-0 checkpoint draws the same
+    # dropout masks as one that never stopped.
+    state = TrainState(rng=torch.get_rng_state())
+    return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
 
 
 def _create_run_dir(world: World, out: Optional[str], name: str, force: bool) -> Path:
@@ -127,9 +131,21 @@ def resume_run(
     paths = list(corpus_paths) or record.get("files", [])
     if not paths:
         raise CheckpointError(f"{file}: the checkpoint does not record its corpus; name it after --resume")
-    corpus = load_corpus(paths, format=vocab.kind, val_frac=config.val_frac, vocab=vocab if vocab.kind == "text" else None)
+    try:
+        corpus = load_corpus(
+            paths,
+            format=vocab.kind,
+            val_frac=config.val_frac,
+            vocab=vocab if vocab.kind == "text" else None,
+            encoding_errors=config.encoding_errors,
+        )
+    except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
+        raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e
     if corpus.vocab != vocab:
-        raise CorpusError("the corpus's vocabulary differs from the checkpoint's; it cannot be resumed on it")
+        raise CorpusError(
+            f"the corpus's vocabulary ({corpus.vocab.kind}, {len(corpus.vocab)} tokens) differs from the "
+            f"checkpoint's ({vocab.kind}, {len(vocab)} tokens); the run cannot be resumed on it"
+        )
     if corpus.fingerprint != record.get("fingerprint") and not force:
         raise CorpusError(
             f"the corpus ({', '.join(paths[:3])}) changed since this run started "
@@ -150,7 +166,12 @@ def resume_run(
             "same data and hidden state, but dropout draws differ from an uninterrupted run"
         )
     if world.is_main:
+        with checkpoint.run_lock(directory):  # refuse before touching a run another process is training
+            pass
+        checkpoint.remove_stale_temporaries(directory)
         _truncate_metrics(directory, state.step)
+    if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
+        notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
     return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
 
 
@@ -182,7 +203,13 @@ def payload(run: Run) -> dict:
 def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, should_stop=lambda: False) -> TrainState:
     """Train the run, writing last.pt at every validation and at the end, and best.pt
     whenever validation improves. A step-0 checkpoint is written first, so the
-    directory always holds a loadable, resumable checkpoint."""
+    directory always holds a loadable, resumable checkpoint. Rank 0 locks the run
+    directory meanwhile: a second process training the same run is refused."""
+    with checkpoint.run_lock(run.directory) if run.world.is_main else contextlib.nullcontext():
+        return _execute(run, callback, should_stop)
+
+
+def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_stop) -> TrainState:
     callback = callback or (lambda event, info: None)
     last, best = run.directory / checkpoint.LAST, run.directory / checkpoint.BEST
     writes = run.world.is_main  # one writer: rank 0 (every rank in one process)
@@ -220,7 +247,7 @@ def execute(run: Run, callback: Optional[Callable[[str, dict], None]] = None, sh
 
 
 def _write_metrics_header(directory: Path) -> None:
-    (directory / checkpoint.METRICS).write_text("")
+    _write_metrics(directory / checkpoint.METRICS, "", "w")
 
 
 def _append_metrics(run: Run, info: dict) -> None:
@@ -233,23 +260,42 @@ def _append_metrics(run: Run, info: dict) -> None:
         "tokens_per_s": round(info["tokens_per_s"], 1),
         "elapsed_s": round(run.state.elapsed, 2),
     }
-    with open(run.directory / checkpoint.METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    _write_metrics(run.directory / checkpoint.METRICS, json.dumps(row) + "\n", "a")
+
+
+def _write_metrics(path: Path, text: str, mode: str) -> None:
+    try:
+        with open(path, mode) as f:
+            f.write(text)
+    except OSError as e:  # a full disk: say so in one line; last.pt was written before this
+        raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
 
 
 def _truncate_metrics(directory: Path, step: int) -> None:
-    """Drop rows written after the checkpoint we resume from (a run killed between saves)."""
+    """Drop rows written after the checkpoint we resume from (a run killed between saves),
+    and any half-written last line (killed while appending)."""
     path = directory / checkpoint.METRICS
     if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(row + "\n" for row in rows))
+        rows = [json.dumps(row) + "\n" for row in read_metrics(directory) if row.get("step", 0) <= step]
+        partial = path.with_name(f".{path.name}.tmp")  # rewrite by rename: a kill here loses no rows
+        _write_metrics(partial, "".join(rows), "w")
+        os.replace(partial, path)
 
 
 def read_metrics(directory: Path) -> list[dict]:
+    """The rows of metrics.jsonl; a line that is not a JSON object (cut short by a kill) is skipped."""
     path = Path(directory) / checkpoint.METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def vocab_of(payload: dict) -> Vocab:

@@ -48,6 +48,7 @@ class TrainConfig:
     eval_every: int = 100  # steps between validations (and checkpoints)
     eval_tokens: int = 200_000  # cap on validation tokens per periodic evaluation; the last one uses all
     seed: int = 1111
+    encoding_errors: str = "strict"  # invalid UTF-8 in a text corpus: "strict" (an error) or "replace" (U+FFFD)
 
     def __post_init__(self):
         positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
@@ -66,6 +67,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if not 0 <= self.val_frac < 1:
             raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if self.encoding_errors not in ("strict", "replace"):
+            raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {self.encoding_errors!r}")
         if self.epochs is None and self.steps is None and self.minutes is None:
             self.epochs = 10
 

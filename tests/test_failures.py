@@ -1,0 +1,393 @@
+"""Every bad input gets one clean line on stderr and a non-zero exit, never a traceback,
+and loses nothing: wrong files, bad options, foreign or crafted checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import chargen.midi
+from chargen import checkpoint, corpus
+from chargen.cli import cli
+from chargen.errors import CheckpointError
+
+TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--device", "cpu"]
+needs_midi = pytest.mark.skipif(
+    not hasattr(chargen.midi, "encode_file"), reason="the MIDI tokenizer (chargen.midi.encode_file) has not landed"
+)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than two on a busy, shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def invoke(*args: str, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def assert_clean_error(result, *fragments: str, code: int = 1) -> str:
+    """Exit `code`, exactly one 'Error: ...' line on stderr holding every fragment, no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def text_file(path: Path, text: str = "hello world, hello chargen.\n" * 40) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def trained_run(tmp_path) -> Path:
+    """A tiny finished run on text with letters, space, comma, period and newline."""
+    run = tmp_path / "run"
+    result = invoke("train", text_file(tmp_path / "tiny.txt"), "--steps", "3", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+# -- corpus files -----------------------------------------------------------------
+
+
+def test_train_missing_path(tmp_path):
+    assert_clean_error(invoke("train", tmp_path / "nope.txt", *TINY), "nope.txt", "no such file or directory")
+
+
+def test_train_empty_file(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert_clean_error(invoke("train", tmp_path / "empty.txt", *TINY), "empty.txt", "empty")
+
+
+def test_train_empty_stdin():
+    assert_clean_error(invoke("train", "-", *TINY, input=""), "empty")
+
+
+@pytest.mark.parametrize("contents", [{}, {"notes.dat": b"abc", "image.png": b"\x89PNG"}])
+def test_train_directory_without_usable_files(tmp_path, contents):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    assert_clean_error(invoke("train", folder, *TINY), "folder", "no text (.txt) files")
+
+
+def test_train_directory_of_empty_text_files(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"")
+    (folder / "b.txt").write_bytes(b"\xef\xbb\xbf")  # a BOM and nothing else
+    assert_clean_error(invoke("train", folder, *TINY), "empty")
+
+
+def test_train_binary_file_as_text(tmp_path):
+    (tmp_path / "model.txt").write_bytes(bytes(range(256)) * 4)
+    assert_clean_error(invoke("train", tmp_path / "model.txt", *TINY), "model.txt", "binary", "offset 0")
+
+
+def test_train_invalid_utf8_names_file_and_byte_offset(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("café au lait\n".encode("utf-8") + "naïve\n".encode("latin-1"))
+    # 'café au lait\n' is 14 bytes; 'na' 2 more; the latin-1 'ï' (0xef) is at byte 16.
+    assert_clean_error(invoke("train", tmp_path / "latin1.txt", *TINY), "latin1.txt", "invalid UTF-8", "byte offset 16")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch, chunk):
+    """The loader decodes in chunks; a bad byte's offset is counted in the whole file."""
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk)
+    data = "ab€cd—ef".encode("utf-8")  # multi-byte characters that straddle chunk borders
+    bad = data + b"\xc3(" + b"tail"
+    (tmp_path / "bad.txt").write_bytes(bad)
+    assert_clean_error(invoke("train", tmp_path / "bad.txt", *TINY), f"byte offset {len(data)}")
+
+
+def test_train_invalid_utf8_with_encoding_errors_replace(tmp_path):
+    """--encoding-errors replace trains on the text with U+FFFD for each bad byte, and resume keeps it."""
+    (tmp_path / "latin1.txt").write_bytes(("hello naïve world\n" * 30).encode("latin-1"))
+    run = tmp_path / "run"
+    result = invoke("train", tmp_path / "latin1.txt", "--encoding-errors", "replace", "--steps", "2", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "\ufffd" in checkpoint.load(run / "last.pt")["vocab"]["tokens"]
+    result = invoke("train", "--resume", run, "--steps", "3")
+    assert result.exit_code == 0, result.output
+
+
+def test_train_corpus_shorter_than_a_window_shrinks_it_with_a_note(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", text_file(tmp_path / "short.txt", "to be or not\n"), "--steps", "2", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "note:" in result.stderr and "--seq-len" in result.stderr
+    config = checkpoint.load(run / "last.pt")["train_config"]
+    assert config["seq_len"] < 16
+
+
+def test_train_corpus_of_one_character(tmp_path):
+    assert_clean_error(invoke("train", text_file(tmp_path / "one.txt", "x"), *TINY), "at least 2")
+
+
+# -- options out of range ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--layers", "0"],
+        ["--hidden", "0"],
+        ["--embed", "0"],
+        ["--seq-len", "0"],
+        ["--batch-size", "0"],
+        ["--lr", "-0.001"],
+        ["--lr", "0"],
+        ["--dropout", "1"],
+        ["--dropout", "-0.1"],
+        ["--clip", "0"],
+        ["--steps", "0"],
+        ["--epochs", "-1"],
+        ["--val-frac", "1"],
+        ["--eval-every", "0"],
+        ["--encoding-errors", "ignore"],
+    ],
+)
+def test_train_option_out_of_range(tmp_path, option):
+    corpus_file = text_file(tmp_path / "tiny.txt")
+    result = invoke("train", corpus_file, *TINY, *option, "--out", tmp_path / "run")
+    assert_clean_error(result, option[0], code=2)
+    assert not (tmp_path / "run").exists(), "a rejected command must not create its run directory"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--temp", "-1"], ["--top-p", "0"], ["--top-p", "1.5"], ["--top-k", "0"], ["--length", "-1"], ["--num-samples", "0"]],
+)
+def test_sample_option_out_of_range(trained_run, option):
+    assert_clean_error(invoke("sample", trained_run, *option), option[0], code=2)
+
+
+def test_sample_prime_outside_vocabulary(trained_run):
+    error = assert_clean_error(invoke("sample", trained_run, "--prime", "hello ZEBRA", "--length", "5"), "--prime", code=2)
+    assert "'Z'" in error and "'B'" in error and "'h'" not in error
+
+
+def test_sample_midi_prime_for_a_text_model(trained_run, tmp_path):
+    song = tmp_path / "song.mid"
+    song.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0")
+    assert_clean_error(invoke("sample", trained_run, "--prime", song, "--length", "5"), "MIDI", "text", code=2)
+
+
+@needs_midi
+def test_sample_text_prime_for_a_midi_model(tmp_path):
+    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
+    run = tmp_path / "music"
+    result = invoke("train", song, "--steps", "2", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    assert_clean_error(invoke("sample", run, "--prime", "ROMEO:", "--length", "5"), "--prime", "MIDI file", code=2)
+
+
+# -- MIDI files (activate once chargen.midi.encode_file exists) ----------------------
+
+
+@needs_midi
+def test_train_non_midi_bytes_named_mid(tmp_path):
+    (tmp_path / "fake.mid").write_bytes(b"this is not a MIDI file at all\n" * 10)
+    assert_clean_error(invoke("train", tmp_path / "fake.mid", *TINY), "fake.mid")
+
+
+@needs_midi
+def test_train_truncated_midi(tmp_path):
+    mido = pytest.importorskip("mido")
+    track = mido.MidiTrack([mido.Message("note_on", note=60 + i % 12, velocity=64, time=120) for i in range(50)])
+    mido.MidiFile(tracks=[track]).save(tmp_path / "whole.mid")
+    data = (tmp_path / "whole.mid").read_bytes()
+    (tmp_path / "cut.mid").write_bytes(data[: len(data) // 2])
+    assert_clean_error(invoke("train", tmp_path / "cut.mid", *TINY), "cut.mid")
+
+
+@needs_midi
+def test_train_midi_without_notes(tmp_path):
+    mido = pytest.importorskip("mido")
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0), mido.MetaMessage("end_of_track", time=0)])
+    mido.MidiFile(tracks=[track]).save(tmp_path / "silent.mid")
+    assert_clean_error(invoke("train", tmp_path / "silent.mid", *TINY), "silent.mid")
+
+
+# -- checkpoints from elsewhere ---------------------------------------------------------
+
+
+class _Planted:
+    """Unpickling this calls os.system: a stand-in for any code hidden in a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def crafted_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "crafted.pt"
+    payload = {"format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION, "vocab": _Planted(marker)}
+    torch.save(payload, path)
+    assert b"system" in path.read_bytes()  # the planted call really is in the file
+    return path, marker
+
+
+@pytest.mark.parametrize("command", [["sample"], ["info"], ["train", "--resume"]])
+def test_crafted_checkpoint_with_pickled_callable_runs_nothing(tmp_path, command):
+    path, marker = crafted_checkpoint(tmp_path)
+    assert_clean_error(invoke(*command, path), "crafted.pt", "refused", "system")
+    assert not marker.exists(), "loading the checkpoint ran code"
+
+
+def test_crafted_checkpoint_library_load_runs_nothing(tmp_path):
+    path, marker = crafted_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def corrupt(kind: str, good: Path, path: Path) -> None:
+    data = good.read_bytes()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "one byte short":
+        path.write_bytes(data[:-1])
+    elif kind == "random bytes":
+        path.write_bytes(random.Random(0).randbytes(4096))
+    elif kind == "text":
+        path.write_text("step 100: this is a log file, not a checkpoint\n")
+    elif kind == "not chargen":
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+    elif kind == "a bare tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind == "format version 99":
+        payload = torch.load(good, weights_only=True) | {"format_version": 99}
+        torch.save(payload, path)
+    elif kind == "missing keys":
+        payload = torch.load(good, weights_only=True)
+        del payload["model_state"]
+        torch.save(payload, path)
+    elif kind == "wrong shapes":
+        payload = torch.load(good, weights_only=True)
+        payload["model_config"]["hidden_size"] = 32
+        torch.save(payload, path)
+
+
+CORRUPTIONS = {
+    "empty": "empty",
+    "truncated": "not a readable checkpoint",
+    "one byte short": "not a readable checkpoint",
+    "random bytes": "not a readable checkpoint",
+    "text": "not a readable checkpoint",
+    "not chargen": "not a chargen checkpoint",
+    "a bare tensor": "not a chargen checkpoint",
+    "format version 99": "format version 99",
+    "missing keys": "lacks model_state",
+    "wrong shapes": "does not match its config",
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+@pytest.mark.parametrize("command", [["sample", "--length", "3"], ["info"]])
+def test_bad_checkpoint_is_one_clear_error(trained_run, tmp_path, kind, command):
+    bad = tmp_path / "bad.pt"
+    corrupt(kind, trained_run / "last.pt", bad)
+    assert_clean_error(invoke(command[0], bad, *command[1:]), "bad.pt" if kind != "wrong shapes" else "", CORRUPTIONS[kind])
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random bytes", "format version 99"])
+def test_resume_from_bad_checkpoint_is_refused_and_touches_nothing(trained_run, tmp_path, kind):
+    corrupt(kind, trained_run / "last.pt", tmp_path / "bad.pt")
+    (trained_run / "last.pt").write_bytes((tmp_path / "bad.pt").read_bytes())
+    before = {p.name: p.read_bytes() for p in trained_run.iterdir()}
+    assert_clean_error(invoke("train", "--resume", trained_run), "last.pt", CORRUPTIONS[kind])
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir()} == before
+
+
+def test_checkpoint_path_is_a_directory_without_checkpoints(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    assert_clean_error(invoke("sample", tmp_path / "nothing"), "no best.pt or last.pt")
+
+
+def test_run_stopped_before_its_first_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    assert_clean_error(invoke("train", "--resume", run), "before its first checkpoint", "--force")
+
+
+# -- run directories and resuming ---------------------------------------------------
+
+
+def test_new_run_never_overwrites_an_existing_one(trained_run, tmp_path):
+    before = {p.name: p.read_bytes() for p in trained_run.iterdir()}
+    result = invoke("train", text_file(tmp_path / "other.txt", "something else entirely\n" * 30), "--out", trained_run, *TINY)
+    assert_clean_error(result, str(trained_run), "--force", "--resume")
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir()} == before
+
+
+def test_new_run_with_force_overwrites(trained_run, tmp_path):
+    old = (trained_run / "last.pt").read_bytes()
+    result = invoke("train", text_file(tmp_path / "tiny.txt"), "--steps", "2", "--out", trained_run, "--force", *TINY)
+    assert result.exit_code == 0, result.output
+    assert (trained_run / "last.pt").read_bytes() != old
+
+
+def test_new_run_out_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    result = invoke("train", text_file(tmp_path / "tiny.txt"), "--out", tmp_path / "taken", *TINY)
+    assert_clean_error(result, "taken", "is a file", code=2)
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_resume_refuses_a_changed_corpus_unless_forced(trained_run, tmp_path):
+    text_file(tmp_path / "tiny.txt", "hello world, hello chargen.\n" * 39 + "hello, hello.\n")  # same characters
+    assert_clean_error(invoke("train", "--resume", trained_run, "--steps", "4"), "changed", "--force")
+    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == 3
+    result = invoke("train", "--resume", trained_run, "--steps", "4", "--force")
+    assert result.exit_code == 0, result.output
+
+
+def test_resume_refuses_a_corpus_with_another_vocabulary_even_forced(trained_run, tmp_path):
+    text_file(tmp_path / "tiny.txt", "HELLO WORLD!\n" * 40)
+    error = assert_clean_error(invoke("train", "--resume", trained_run, "--force"), "cannot resume", "not in the vocabulary")
+    assert "'H'" in error
+
+
+def test_resume_when_the_corpus_is_gone(trained_run, tmp_path):
+    (tmp_path / "tiny.txt").unlink()
+    assert_clean_error(invoke("train", "--resume", trained_run), "cannot resume", "tiny.txt", "no such file")
+
+
+def test_resume_on_a_named_corpus_copy(trained_run, tmp_path):
+    """The corpus moved: name it after --resume; the fingerprint proves it is the same text."""
+    moved = tmp_path / "moved.txt"
+    (tmp_path / "tiny.txt").rename(moved)
+    result = invoke("train", moved, "--resume", trained_run, "--steps", "4")
+    assert result.exit_code == 0, result.output
+
+
+def test_resume_with_out_changes_nothing_elsewhere(trained_run, tmp_path):
+    """A resumed run stays in its directory; --out (like --hidden) is ignored with a note."""
+    result = invoke("train", "--resume", trained_run, "--out", tmp_path / "elsewhere", "--steps", "4")
+    assert result.exit_code == 0, result.output
+    assert "ignoring --out" in result.stderr
+    assert not (tmp_path / "elsewhere").exists()
+    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == 4

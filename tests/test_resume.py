@@ -1,0 +1,378 @@
+"""Interrupted training loses nothing and resumes exactly: kill -9, Ctrl-C, full disks.
+
+The numerics test compares parameters bit for bit (torch.equal): on the CPU a
+run stopped and resumed must end where an uninterrupted run with the same seed
+and budget ends. Subprocess tests drive the real ``python -m chargen`` so that
+signals hit a real training loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from chargen import checkpoint
+from chargen import run as runs
+from chargen.cli import cli
+from chargen.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = ["--hidden", "16", "--layers", "2", "--embed", "8", "--dropout", "0.3"]
+TINY_LAYOUT = ["--seq-len", "16", "--batch-size", "4", "--device", "cpu"]
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum".split()
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than two on a busy, shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def write_corpus(path: Path, words: int = 600, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    path.write_text(" ".join(rng.choice(WORDS) for _ in range(words)) + "\n", encoding="utf-8")
+    return path
+
+
+def model_state(run_dir: Path) -> dict:
+    return checkpoint.load(Path(run_dir) / checkpoint.LAST)["model_state"]
+
+
+def assert_same_parameters(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, f"parameters differ after resume: {differing}"
+
+
+def chargen_process(*args: str, **kwargs) -> subprocess.Popen:
+    """Start `python -m chargen ARGS` from the repository, one thread (CPU is shared)."""
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "chargen", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def run_chargen(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    proc = chargen_process(*args)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"chargen exited early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+# -- exact resume, library API --------------------------------------------------
+
+
+@pytest.mark.parametrize("cell, budget", [("lstm", {"steps": 60}), ("gru", {"steps": 60}), ("lstm", {"epochs": 2.3})])
+def test_resume_after_stop_is_bitwise_exact(tmp_path, cell, budget):
+    """Stopped at step 23 (not an eval step, mid-epoch, carried hidden state, dropout on),
+    resumed with the same budget: the same parameters, optimizer state and history."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=300)
+    model_options = dict(cell=cell, num_layers=2, hidden_size=16, embed_dim=8, dropout=0.3)
+
+    def config():
+        # 60 steps > one epoch (about 26 windows), eval every 7, warm-up then cosine decay.
+        return TrainConfig(eval_every=7, seq_len=16, batch_size=4, warmup=5, **budget)
+
+    whole = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "a"), device="cpu")
+    runs.execute(whole)
+    assert whole.state.epoch >= 1, "the budget should cross an epoch boundary"
+
+    part = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "b"), device="cpu")
+    calls = iter(range(1, 10_000))
+    runs.execute(part, should_stop=lambda: next(calls) == 23)
+    assert part.state.step == 23
+    torch.manual_seed(12345)  # whatever the process did meanwhile must not matter
+    resumed = runs.resume_run(str(tmp_path / "b"), {}, device="cpu")
+    assert resumed.state.step == 23
+    runs.execute(resumed)
+
+    a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
+    assert a["state"]["step"] == b["state"]["step"] == whole.state.step
+    assert_same_parameters(a["model_state"], b["model_state"])
+    for sa, sb in zip(a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["state"]["history"] == b["state"]["history"]
+    assert [r["step"] for r in runs.read_metrics(tmp_path / "a")] == [r["step"] for r in runs.read_metrics(tmp_path / "b")]
+
+
+def test_resume_with_larger_budget_matches_when_schedule_is_flat(tmp_path):
+    """--steps N, then --resume --steps 2N, equals --steps 2N in one go when the learning rate
+    does not depend on the budget (--lr-min 1: warm-up, then constant). With the default
+    cosine decay the schedule is planned over the budget, so a larger budget changes it."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=300)
+    common = [*TINY_MODEL, *TINY_LAYOUT, "--eval-every", "9", "--lr-min", "1"]
+    runner = CliRunner()
+    r = runner.invoke(cli, ["train", str(corpus), "--steps", "70", "--out", str(tmp_path / "a"), *common])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["train", str(corpus), "--steps", "35", "--out", str(tmp_path / "b"), *common])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["train", "--resume", str(tmp_path / "b"), "--steps", "70"])
+    assert r.exit_code == 0, r.output
+    assert_same_parameters(model_state(tmp_path / "a"), model_state(tmp_path / "b"))
+
+
+def test_resume_needs_no_corpus_argument_and_counts_the_whole_run(tmp_path):
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(cli, ["train", str(corpus), "--steps", "5", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["train", "--resume", str(run), "--steps", "8"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 8  # 8 in all, not 5 + 8
+    before = (run / "last.pt").read_bytes()
+    r = runner.invoke(cli, ["train", "--resume", str(run), "--steps", "8"])
+    assert r.exit_code == 0, r.output
+    assert "already spent its budget" in r.stderr
+    assert (run / "last.pt").read_bytes() == before  # a finished run resumed again changes nothing
+
+
+# -- kill -9 --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+    """SIGKILL lands at seeded random moments: right after the step-0 checkpoint, then
+    a random time after some later save (mid-step, mid-eval or mid-save). Every time
+    last.pt loads and --resume goes on; the run ends bit for bit where one never killed ends."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=400)
+    budget = ["--steps", "300", "--eval-every", "20", *TINY_MODEL, *TINY_LAYOUT]
+    reference = run_chargen("train", str(corpus), "--out", str(tmp_path / "ref"), *budget)
+    assert reference.returncode == 0, reference.stderr
+
+    run = tmp_path / "run"
+    last = run / "last.pt"
+    rng = random.Random(4)
+    first = chargen_process("train", str(corpus), "--out", str(run), *budget)
+    wait_for(last, first)
+    time.sleep(rng.uniform(0.0, 0.3))
+    first.kill()
+    first.wait()
+    steps_at_kill, killed = [], 0
+    for _ in range(3):
+        payload = checkpoint.load(last)  # always loadable, whenever the kill came
+        steps_at_kill.append(payload["state"]["step"])
+        saved = last.stat().st_mtime_ns
+        proc = chargen_process("train", "--resume", str(run))
+        deadline = time.monotonic() + 30
+        while last.stat().st_mtime_ns == saved and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait for this session's first save, then kill at a random moment after it
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed += proc.returncode == -signal.SIGKILL
+    final = run_chargen("train", "--resume", str(run))
+    assert final.returncode == 0, final.stderr
+    assert "Traceback" not in final.stderr
+    assert killed >= 2, "the kills should land while training runs"
+    assert steps_at_kill == sorted(steps_at_kill) and steps_at_kill[-1] < 300, steps_at_kill
+    assert checkpoint.load(last)["state"]["step"] == 300
+    assert_same_parameters(model_state(tmp_path / "ref"), model_state(run))
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")), "stale temporary files left behind"
+
+
+# -- Ctrl-C and other polite signals ----------------------------------------------
+
+
+def start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    run = tmp_path / "run"
+    proc = chargen_process(
+        "train", str(corpus), "--steps", "1000000", "--eval-every", "1000", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT
+    )
+    wait_for(run / "last.pt", proc)
+    return proc, run
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    proc, run = start_long_run(tmp_path)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"chargen train --resume {run}" in err.replace("\n", "")
+    state = checkpoint.load(run / "last.pt")["state"]
+    assert state["step"] > 0  # saved at the interrupt, not the step-0 checkpoint
+    resumed = run_chargen("train", "--resume", str(run), "--steps", str(state["step"] + 3))
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == state["step"] + 3
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_stops_at_once_and_keeps_a_loadable_checkpoint(tmp_path):
+    proc, run = start_long_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    checkpoint.load(run / "last.pt")
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_save_like_ctrl_c(tmp_path, signum):
+    """`kill PID` and a closed terminal get the same care as Ctrl-C: save, then exit."""
+    proc, run = start_long_run(tmp_path)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    assert checkpoint.load(run / "last.pt")["state"]["step"] > 0
+
+
+# -- full or unwritable disks -----------------------------------------------------
+
+
+def make_run(tmp_path: Path, steps: int = 4) -> Path:
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--steps", str(steps), "--out", str(run), *TINY_MODEL, *TINY_LAYOUT])
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = make_run(tmp_path)
+    before = (run / "last.pt").read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"])
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], r.stderr
+    assert "last.pt" in errors[0]
+    assert (run / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    monkeypatch.undo()
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 4
+
+
+def test_disk_full_while_writing_metrics_is_one_clean_error(tmp_path, monkeypatch):
+    run = make_run(tmp_path)
+    real_open = open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_open)
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"])
+    monkeypatch.undo()
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    assert "No space left on device" in r.stderr
+    checkpoint.load(run / "last.pt")
+
+
+def test_unwritable_run_directory_is_a_clean_error(tmp_path, monkeypatch):
+    run = make_run(tmp_path)
+    before = (run / "last.pt").read_bytes()
+    if os.geteuid() == 0:  # root ignores permissions: fail where a read-only directory fails
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+        monkeypatch.setattr(checkpoint.tempfile, "mkstemp", denied)
+    run.chmod(0o500)
+    try:
+        r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"])
+    finally:
+        run.chmod(0o700)
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Permission denied" in errors[0], r.stderr
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_half_written_metrics_line_does_not_block_resume(tmp_path):
+    """kill -9 in the middle of appending to metrics.jsonl leaves half a line."""
+    run = make_run(tmp_path)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 9, "epo')
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "6"])
+    assert r.exit_code == 0, r.output
+    assert [row["step"] for row in runs.read_metrics(run)] == [4, 6]
+
+
+def test_stale_temporary_files_do_not_break_resume_and_are_cleaned(tmp_path):
+    run = make_run(tmp_path)
+    (run / ".last.pt.abc123.tmp").write_bytes(b"PK\x03\x04 killed mid-save")
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "6"])
+    assert r.exit_code == 0, r.output
+    assert not (run / ".last.pt.abc123.tmp").exists()
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 6
+
+
+def test_resume_from_the_step_0_checkpoint_is_exact(tmp_path):
+    """A run killed before its first validation resumes from the step-0 checkpoint,
+    which must carry the RNG state too (dropout masks depend on it)."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    model_options = dict(cell="lstm", num_layers=2, hidden_size=16, embed_dim=8, dropout=0.3)
+
+    def config():
+        return TrainConfig(steps=12, eval_every=5, seq_len=16, batch_size=4)
+
+    whole = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "a"), device="cpu")
+    runs.execute(whole)
+    killed = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "b"), device="cpu")
+    checkpoint.save(runs.payload(killed), tmp_path / "b" / "last.pt")  # what execute writes first
+    torch.manual_seed(999)  # a fresh process starts from another RNG state
+    runs.execute(runs.resume_run(str(tmp_path / "b"), {}, device="cpu"))
+    assert_same_parameters(model_state(tmp_path / "a"), model_state(tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_cannot_be_resumed_or_overwritten_by_another_process(tmp_path):
+    proc, run = start_long_run(tmp_path)
+    try:
+        metrics = (run / "metrics.jsonl").read_bytes()
+        overwrite = ["train", str(tmp_path / "tiny.txt"), "--out", str(run), "--force", *TINY_MODEL]
+        for args in (["train", "--resume", str(run)], overwrite):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == 1, r.output
+            assert "another chargen process is training this run" in r.stderr
+        assert (run / "last.pt").exists() and (run / "metrics.jsonl").read_bytes().startswith(metrics)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "1"])  # the lock went with the process
+    assert r.exit_code == 0, r.output
