@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from chargen.atomic import atomic_write, stale_temporaries
 from chargen.errors import CheckpointError
 from chargen.model import CharRNN, ModelConfig
 from chargen.vocab import Vocab
@@ -48,38 +48,18 @@ def save(payload: dict, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_directory(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
         kept = "; the previous checkpoint is unchanged" if path.exists() else ""
         raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}{kept}") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory for fsync
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
     """Delete temporary files left by saves that a kill -9 cut short (see save())."""
     for name in (LAST, BEST):
-        for stale in Path(directory).glob(f".{name}.*.tmp"):
+        for stale in stale_temporaries(directory, name):
             stale.unlink(missing_ok=True)
 
 

@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -418,15 +417,13 @@ def _numbered(path: str, n: int) -> list[Path]:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    from chargen.atomic import atomic_write
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise ChargenError(f"could not write {path}: {e.strerror or e}") from e
 
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import bisect
 import io
 import math
-import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import mido
 
+from chargen.atomic import atomic_write
 from chargen.errors import MidiError
 from chargen.miditokens import (
     DEFAULT_BPM,
@@ -340,21 +339,12 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
 
 
 def write_midi(mid: mido.MidiFile, path) -> None:
-    """Save `mid` atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
+    """Save `mid` atomically (see chargen.atomic); MidiError if the file cannot be written."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+        with atomic_write(path) as f:
+            mid.save(file=f)
     except OSError as e:
         raise MidiError(f"{path}: cannot write: {e.strerror or e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            mid.save(file=f)
-        os.replace(tmp, path)
-    except Exception as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise MidiError(f"{path}: cannot write: {e.strerror or e}") from e
-        raise
 
 
 # -- timing, priming and inspection ------------------------------------------------

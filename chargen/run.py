@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from chargen import __version__, checkpoint
+from chargen.atomic import atomic_write
 from chargen.corpus import Corpus, batchify, fit_layout, load_corpus, num_windows
 from chargen.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
@@ -277,9 +278,11 @@ def _truncate_metrics(directory: Path, step: int) -> None:
     path = directory / checkpoint.METRICS
     if path.is_file():
         rows = [json.dumps(row) + "\n" for row in read_metrics(directory) if row.get("step", 0) <= step]
-        partial = path.with_name(f".{path.name}.tmp")  # rewrite by rename: a kill here loses no rows
-        _write_metrics(partial, "".join(rows), "w")
-        os.replace(partial, path)
+        try:
+            with atomic_write(path, "w") as f:  # rewrite by rename: a kill here loses no rows
+                f.write("".join(rows))
+        except OSError as e:
+            raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
 
 
 def read_metrics(directory: Path) -> list[dict]:

@@ -113,3 +113,12 @@ def test_model_config_mismatch_is_a_checkpoint_error(tmp_path):
     data["model_config"] = ModelConfig(vocab_size=2, hidden_size=99).to_dict()
     with pytest.raises(CheckpointError, match="does not match"):
         checkpoint.build_model(data)
+
+
+def test_checkpoints_get_the_mode_a_plain_open_would(tmp_path):
+    vocab = Vocab.from_text("ab")
+    path = tmp_path / "m.pt"
+    checkpoint.save(_payload(tiny_model(vocab_size=2), vocab), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -21,7 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint
+from chargen import atomic, checkpoint
 from chargen import run as runs
 from chargen.cli import cli
 from chargen.train import TrainConfig
@@ -309,7 +309,7 @@ def test_unwritable_run_directory_is_a_clean_error(tmp_path, monkeypatch):
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-        monkeypatch.setattr(checkpoint.tempfile, "mkstemp", denied)
+        monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
     run.chmod(0o500)
     try:
         r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"])
