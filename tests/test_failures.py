@@ -12,24 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import chargen.midi
 from chargen import checkpoint, corpus
 from chargen.cli import cli
 from chargen.errors import CheckpointError
 
 TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--device", "cpu"]
-needs_midi = pytest.mark.skipif(
-    not hasattr(chargen.midi, "encode_file"), reason="the MIDI tokenizer (chargen.midi.encode_file) has not landed"
-)
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two on a busy, shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def invoke(*args: str, input=None):
@@ -189,7 +176,6 @@ def test_sample_midi_prime_for_a_text_model(trained_run, tmp_path):
     assert_clean_error(invoke("sample", trained_run, "--prime", song, "--length", "5"), "MIDI", "text", code=2)
 
 
-@needs_midi
 def test_sample_text_prime_for_a_midi_model(tmp_path):
     song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
     run = tmp_path / "music"
@@ -198,16 +184,14 @@ def test_sample_text_prime_for_a_midi_model(tmp_path):
     assert_clean_error(invoke("sample", run, "--prime", "ROMEO:", "--length", "5"), "--prime", "MIDI file", code=2)
 
 
-# -- MIDI files (activate once chargen.midi.encode_file exists) ----------------------
+# -- MIDI files ----------------------
 
 
-@needs_midi
 def test_train_non_midi_bytes_named_mid(tmp_path):
     (tmp_path / "fake.mid").write_bytes(b"this is not a MIDI file at all\n" * 10)
     assert_clean_error(invoke("train", tmp_path / "fake.mid", *TINY), "fake.mid")
 
 
-@needs_midi
 def test_train_truncated_midi(tmp_path):
     mido = pytest.importorskip("mido")
     track = mido.MidiTrack([mido.Message("note_on", note=60 + i % 12, velocity=64, time=120) for i in range(50)])
@@ -217,7 +201,6 @@ def test_train_truncated_midi(tmp_path):
     assert_clean_error(invoke("train", tmp_path / "cut.mid", *TINY), "cut.mid")
 
 
-@needs_midi
 def test_train_midi_without_notes(tmp_path):
     mido = pytest.importorskip("mido")
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0), mido.MetaMessage("end_of_track", time=0)])

@@ -31,15 +31,6 @@ TINY_MODEL = ["--hidden", "16", "--layers", "2", "--embed", "8", "--dropout", "0
 TINY_LAYOUT = ["--seq-len", "16", "--batch-size", "4", "--device", "cpu"]
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum".split()
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two on a busy, shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 def write_corpus(path: Path, words: int = 600, seed: int = 0) -> Path:
     rng = random.Random(seed)
