@@ -12,6 +12,7 @@ call advance together as one batch.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -19,6 +20,9 @@ import torch
 
 from chargen.model import CharRNN, Hidden
 from chargen.vocab import Vocab
+
+
+PARALLEL_STREAMS = 16  # below this many streams a sampling step runs on one thread
 
 
 @dataclass
@@ -168,10 +172,28 @@ def generate(
     logits, hidden = model(prime.to(device).unsqueeze(0).expand(B, -1), hidden)  # (B, T, V)
     logits = logits[:, -1]
     step = FusedStep(model, hidden)  # the prime ran through the model; every later token runs here
+    # With few streams a step's products take microseconds: waking a second thread costs more
+    # than it saves, and on a busy machine its barrier can wait a whole time slice (measured
+    # 20x slower with 2 threads than 1 for one stream under load; see docs/benchmarks.md).
+    threads = 1 if B < PARALLEL_STREAMS else torch.get_num_threads()
     for _ in range(config.length):
         ids = choose(logits, config, generator)
         yield ids
-        logits = step(ids)
+        with _num_threads(threads):
+            logits = step(ids)
+
+
+@contextmanager
+def _num_threads(n: int):
+    """Run a block with torch's intra-op thread count set to n, then restore it."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
 
 
 def generate_text(
