@@ -25,12 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import chargen  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch loads)
 import torch  # noqa: E402
-
-import chargen  # noqa: E402,F401  (silences torch's NumPy warning before anything else imports torch)
 from bench import baseline, scale  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
-from chargen.sample import FusedStep, SampleConfig, generate  # noqa: E402
+from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _num_threads, generate  # noqa: E402
 from chargen.train import TrainConfig, TrainState, train  # noqa: E402
 
 CORPUS = ROOT / "data" / "tinyshakespeare.txt"
@@ -126,7 +125,8 @@ def bench_sampling(streams: int, length: int, repeats: int) -> dict:
         theirs.append(_timed(lambda: baseline.sample(base, prime, base_length, streams)) / base_length)
     # Where the loop's time goes: the matrix products alone (same shapes, same count), the
     # fused step (products + gate math), and the whole loop (+ drawing tokens, yielding).
-    with torch.inference_mode():
+    threads = 1 if streams < PARALLEL_STREAMS else torch.get_num_threads()  # as generate() does
+    with torch.inference_mode(), _num_threads(threads):
         _, hidden = model(prime.view(1, 1).expand(streams, 1), model.init_hidden(streams))
         step = FusedStep(model, hidden)
         ids = torch.zeros(streams, dtype=torch.long)
@@ -227,6 +227,12 @@ def main(argv=None) -> dict:
         rows.append((f"sample lstm 2x512, {streams} stream{'s' * (streams > 1)}, chars/s", f"{r['chargen_chars_per_s']:,.0f}",
                      f"{r['baseline_chars_per_s']:,.0f}",
                      f"{r['speedup']:.1f}x; {r['outside_arithmetic_fraction']:.0%} outside matmuls"))
+
+    if not args.quick:
+        w = results["wait_policy"] = scale.bench_wait_policy()
+        rows.append(("train lstm 2 threads, OpenMP wait: passive vs active", f"{w['passive_tokens_per_s']:,.0f}",
+                     f"{w['active_tokens_per_s']:,.0f}",
+                     f"{w['passive_tokens_per_s'] / max(w['active_tokens_per_s'], 1e-9):.2f}x; load avg {w['load_average']:.1f}"))
 
     sizes = [10] if args.quick else [10, 100]
     if args.scale_gb:

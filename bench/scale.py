@@ -136,3 +136,39 @@ def bench_ttq(corpus: Path, minutes: list[float]) -> list[dict]:
                          "tokens_per_s": metrics[-1]["tokens_per_s"],
                          "load_average": (load_before + os.getloadavg()[0]) / 2, "curve": metrics})
     return rows
+
+
+CHILD_STEP = r"""
+import json, sys, time
+import chargen, torch
+import torch.nn.functional as F
+from chargen.model import CharRNN, ModelConfig
+torch.manual_seed(0)
+model = CharRNN(ModelConfig(vocab_size=65))
+optimizer = torch.optim.Adam(model.parameters())
+x = torch.randint(0, 65, (64, 128))
+times = []
+for _ in range(int(sys.argv[1])):
+    t = time.perf_counter()
+    logits, _ = model(x, model.init_hidden(64))
+    loss = F.cross_entropy(logits.flatten(0, 1), x.flatten())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    times.append(time.perf_counter() - t)
+print(json.dumps({"tokens_per_s": 64 * 128 / min(times[1:])}))
+"""
+
+
+def bench_wait_policy(rounds: int = 2, steps: int = 4) -> dict:
+    """Training tokens/s of the 2x512 LSTM with OpenMP workers spinning (ACTIVE) or sleeping
+    (PASSIVE, chargen's default) while they wait; fresh processes, interleaved rounds."""
+    best = {"ACTIVE": 0.0, "PASSIVE": 0.0}
+    for _ in range(rounds):
+        for policy in best:
+            out = subprocess.run([sys.executable, "-c", CHILD_STEP, str(steps)], cwd=ROOT, capture_output=True, text=True,
+                                 env=os.environ | {"PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": policy})
+            if out.returncode == 0:
+                best[policy] = max(best[policy], json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"])
+    return {"active_tokens_per_s": best["ACTIVE"], "passive_tokens_per_s": best["PASSIVE"],
+            "load_average": os.getloadavg()[0]}
