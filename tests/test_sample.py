@@ -53,3 +53,13 @@ def test_generate_same_seed_same_sample():
     config = SampleConfig(temperature=1.0, length=30)
     run = lambda: torch.cat(list(generate(model, torch.tensor([0]), config, torch.Generator().manual_seed(3))))  # noqa: E731
     assert torch.equal(run(), run())
+
+
+def test_choose_draws_from_the_filtered_distribution():
+    from chargen.sample import choose
+
+    logits = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).log().expand(20000, -1)  # token 1 has probability 0
+    counts = torch.bincount(choose(logits, SampleConfig(), torch.Generator().manual_seed(0)), minlength=4) / 20000
+    torch.testing.assert_close(counts, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015, rtol=0)
+    top1 = choose(logits, SampleConfig(top_k=1), torch.Generator().manual_seed(0))
+    assert bool((top1 == 2).all())
