@@ -47,7 +47,7 @@ class TrainConfig:
     minutes: Optional[float] = None
     val_frac: float = 0.1
     eval_every: int = 200  # steps between validations (and checkpoints)
-    eval_tokens: int = 50_000  # cap on validation tokens per periodic evaluation; the last one uses all
+    eval_tokens: int = 200_000  # cap on validation tokens per periodic evaluation; the last one uses all
     seed: int = 1111
 
     def __post_init__(self):
