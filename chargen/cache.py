@@ -113,6 +113,7 @@ def store(source: str, vocab: Vocab, ids: torch.Tensor, fingerprint: str) -> boo
                 del mapped
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; a cache next to shared data need not be
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
