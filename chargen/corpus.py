@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import BinaryIO, Iterator, Optional, Sequence
 
 import torch
 
+from chargen import cache
 from chargen.errors import ChargenError, CorpusError, MidiError
 from chargen.vocab import Vocab, codepoints, storage_dtype
 
@@ -123,6 +125,14 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab], encodi
         stdin_bytes = sys.stdin.buffer.read()
     opener = lambda f: io.BytesIO(stdin_bytes) if f == STDIN else open(f, "rb")  # noqa: E731
 
+    # Only strict decoding is cached: ids decoded with replacements must never be
+    # served to a later strict run, which has to report the invalid bytes.
+    cacheable = len(files) == 1 and files[0] != STDIN and encoding_errors == "strict"
+    if cacheable:  # a second run on the same file maps the ids from disk (see chargen/cache.py)
+        hit = cache.load(files[0])
+        if hit is not None and (vocab is None or vocab == hit[0]):
+            return _split(files, [hit[1]], val_frac, hit[0], hit[2])
+    built_vocab = vocab is None
     digest = hashlib.sha256()
     if vocab is None:
         chars: set[str] = set()
@@ -135,10 +145,22 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab], encodi
         vocab = Vocab(sorted(chars), kind="text")
         fingerprint = digest.hexdigest()
         digest = None  # already computed
-    train_parts, val_parts = [], []
+    per_file = []
     for f in files:
         with opener(f) as stream:
-            ids = _encode_stream(stream, f, vocab, digest, encoding_errors)
+            per_file.append(_encode_stream(stream, f, vocab, digest, encoding_errors))
+    if digest is not None:
+        fingerprint = digest.hexdigest()
+    corpus = _split(files, per_file, val_frac, vocab, fingerprint)
+    if cacheable and built_vocab:
+        cache.store(files[0], vocab, per_file[0], fingerprint)
+    return corpus
+
+
+def _split(files: list[str], per_file: list[torch.Tensor], val_frac: float, vocab: Vocab, fingerprint: str) -> Corpus:
+    """Hold out the last val_frac of each file's ids (views, not copies, for a single file)."""
+    train_parts, val_parts = [], []
+    for ids in per_file:
         if len(ids) == 0:
             continue
         cut = len(ids) - int(len(ids) * val_frac)
@@ -146,8 +168,6 @@ def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab], encodi
         val_parts.append(ids[cut:])
     if not train_parts:
         raise CorpusError(f"{_names(files)}: the corpus is empty")
-    if digest is not None:
-        fingerprint = digest.hexdigest()
     return Corpus(vocab, _cat(train_parts), _cat(val_parts), files, fingerprint)
 
 
@@ -199,13 +219,28 @@ def _utf8_error_offset(offset: int, raw: bytes, error: UnicodeDecodeError) -> in
 
 def _encode_stream(stream: BinaryIO, name: str, vocab: Vocab, digest=None, errors: str = "strict") -> torch.Tensor:
     """The ids of a whole text stream, in vocab's storage dtype, without per-character Python."""
-    parts = []
+    # Ids are written into one buffer sized by the byte count (a character is at least one
+    # byte), not gathered in chunks and concatenated: peak memory is one copy of the ids, not
+    # two. Pages past the last character are never touched, so they cost no RAM.
+    ids = torch.empty(_stream_size(stream), dtype=storage_dtype(len(vocab)))
+    n = 0
     for text in _decode_chunks(stream, name, digest, errors):
         try:
-            parts.append(vocab.encode_codepoints(codepoints(text)))
+            chunk = vocab.encode_codepoints(codepoints(text))
         except ChargenError as e:  # a character the vocabulary lacks
             raise CorpusError(f"{name}: {e}") from e
-    return _cat(parts, dtype=storage_dtype(len(vocab)))
+        if n + len(chunk) > len(ids):  # a pipe or a growing file: its size was unknown
+            ids = torch.cat([ids[:n], torch.empty(n + 2 * len(chunk), dtype=ids.dtype)])
+        ids[n : n + len(chunk)] = chunk
+        n += len(chunk)
+    return ids[:n]
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    """Bytes left in a file or BytesIO stream."""
+    if isinstance(stream, io.BytesIO):
+        return len(stream.getbuffer()) - stream.tell()
+    return os.fstat(stream.fileno()).st_size - stream.tell()
 
 
 def _load_midi(files: list[str], val_frac: float) -> Corpus:

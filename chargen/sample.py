@@ -12,13 +12,17 @@ call advance together as one batch.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
 
-from chargen.model import CharRNN
+from chargen.model import CharRNN, Hidden
 from chargen.vocab import Vocab
+
+
+PARALLEL_STREAMS = 16  # below this many streams a sampling step runs on one thread
 
 
 @dataclass
@@ -67,10 +71,95 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: Optional[torch
     if config.temperature == 0:
         return logits.argmax(dim=-1)
     logits = filter_logits(logits.float() / config.temperature, config.top_k, config.top_p)
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+    # Inverse-CDF draw: one uniform number per row, located in the cumulative probabilities.
+    # Same distribution as torch.multinomial, which validates its input first and measured
+    # 2x slower for one stream and 12x for 64 (docs/benchmarks.md). A filtered token has
+    # probability 0, an empty interval of the CDF, so searchsorted(right=True) never picks it.
+    cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
 
 
-@torch.no_grad()
+class FusedStep:
+    """One sampling step of the model for a batch of token ids, written out by hand.
+
+    Why not call the model: nn.LSTM/GRU/RNN run on a (B, 1) input spend most of
+    their time in per-call setup (weight layout checks, the oneDNN or native RNN
+    dispatch, allocating outputs), not arithmetic, so sampling with them is slow
+    (see docs/benchmarks.md). This step does only the arithmetic, from the model's
+    own weights, and is equal to ``model(ids.unsqueeze(1), hidden)`` to float
+    tolerance (tests/test_sample.py checks every cell):
+
+    - layer 1's input projection is a row lookup: embedding @ W_ih^T + biases is
+      a (V, G*H) table computed once (G gates: 4 for LSTM, 3 for GRU, 1 for RNN);
+    - every other product is one addmm into a preallocated buffer;
+    - gate nonlinearities run in place, and the hidden state is updated in place.
+
+    The weights are read when the step is built: build a new one after training more.
+    """
+
+    def __init__(self, model: CharRNN, hidden: Hidden):
+        config, rnn = model.config, model.rnn
+        self.cell = config.cell
+        self.h, self.c = (hidden[0].clone(), hidden[1].clone()) if self.cell == "lstm" else (hidden.clone(), None)
+        L, B, H = self.h.shape
+        G = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        # GRU keeps the recurrent bias apart: its candidate gate multiplies it by r.
+        fold_hh = self.cell != "gru"
+        self.layers = []
+        for layer in range(L):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
+            b_in = b_ih + b_hh if fold_hh else b_ih
+            if layer == 0:
+                w_in = torch.addmm(b_in, model.embedding.weight, w_ih.t())  # (V, G*H) lookup table
+            else:
+                w_in = w_ih.t().contiguous()  # (H, G*H): contiguous for a fast addmm
+            self.layers.append((w_in, b_in, w_hh.t().contiguous(), None if fold_hh else b_hh))
+        self.head_w, self.head_b = model.head.weight.t().contiguous(), model.head.bias
+        self.gates = self.h.new_empty(B, G * H)  # (B, G*H) input + recurrent pre-activations
+        self.gates_hh = self.h.new_empty(B, G * H) if self.cell == "gru" else None
+        self.logits = self.h.new_empty(B, config.vocab_size)
+
+    @property
+    def hidden(self) -> Hidden:
+        """The current hidden state, in the model's layout."""
+        return (self.h, self.c) if self.cell == "lstm" else self.h
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """Advance every stream by its token in ids (B,); return the next logits (B, V), a reused buffer."""
+        x = None
+        for layer, (w_in, b_in, w_hh, b_hh) in enumerate(self.layers):
+            h, gates = self.h[layer], self.gates
+            if layer == 0:
+                torch.index_select(w_in, 0, ids, out=gates)
+            else:
+                torch.addmm(b_in, x, w_in, out=gates)
+            if self.cell == "lstm":
+                gates.addmm_(h, w_hh)
+                H = h.shape[1]
+                gates[:, : 2 * H].sigmoid_()  # input and forget gates
+                gates[:, 3 * H :].sigmoid_()  # output gate
+                g = gates[:, 2 * H : 3 * H].tanh_()  # candidate
+                c = self.c[layer]
+                c.mul_(gates[:, H : 2 * H]).addcmul_(gates[:, :H], g)
+                torch.tanh(c, out=h)
+                h.mul_(gates[:, 3 * H :])
+            elif self.cell == "gru":
+                H = h.shape[1]
+                gh = torch.addmm(b_hh, h, w_hh, out=self.gates_hh)
+                gates[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # reset r, update z
+                n = gates[:, 2 * H :].addcmul_(gates[:, :H], gh[:, 2 * H :]).tanh_()  # candidate
+                h.sub_(n).mul_(gates[:, H : 2 * H]).add_(n)  # h' = (1 - z) * n + z * h
+            else:
+                torch.tanh(gates.addmm_(h, w_hh), out=h)
+            x = h
+        return torch.addmm(self.head_b, x, self.head_w, out=self.logits)
+
+
+# inference_mode, not no_grad: it also skips autograd's version counting, which
+# matters when a step is a few dozen small operations.
+@torch.inference_mode()
 def generate(
     model: CharRNN,
     prime: torch.Tensor,
@@ -88,11 +177,29 @@ def generate(
     hidden = model.init_hidden(B)
     logits, hidden = model(prime.to(device).unsqueeze(0).expand(B, -1), hidden)  # (B, T, V)
     logits = logits[:, -1]
+    step = FusedStep(model, hidden)  # the prime ran through the model; every later token runs here
+    # With few streams a step's products take microseconds: waking a second thread costs more
+    # than it saves, and on a busy machine its barrier can wait a whole time slice (measured
+    # 20x slower with 2 threads than 1 for one stream under load; see docs/benchmarks.md).
+    threads = 1 if B < PARALLEL_STREAMS else torch.get_num_threads()
     for _ in range(config.length):
         ids = choose(logits, config, generator)
         yield ids
-        logits, hidden = model(ids.unsqueeze(1), hidden)
-        logits = logits[:, -1]
+        with _num_threads(threads):
+            logits = step(ids)
+
+
+@contextmanager
+def _num_threads(n: int):
+    """Run a block with torch's intra-op thread count set to n, then restore it."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
 
 
 def generate_text(

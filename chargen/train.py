@@ -34,9 +34,11 @@ LN2 = math.log(2.0)
 class TrainConfig:
     """How to train. Each field is the CLI option of the same name."""
 
-    seq_len: int = 128  # tokens per TBPTT window
-    batch_size: int = 64  # parallel streams
-    lr: float = 2e-3
+    # Small windows and batches: on a CPU budget many cheap updates beat few large ones
+    # (2-minute Tiny Shakespeare comparisons in docs/benchmarks.md).
+    seq_len: int = 64  # tokens per TBPTT window
+    batch_size: int = 16  # parallel streams
+    lr: float = 5e-3
     lr_min: float = 0.1  # the cosine schedule decays to lr * lr_min over the run's budget
     warmup: int = 50  # steps of linear warm-up
     clip: float = 1.0  # max global gradient norm
@@ -45,7 +47,7 @@ class TrainConfig:
     steps: Optional[int] = None
     minutes: Optional[float] = None
     val_frac: float = 0.1
-    eval_every: int = 100  # steps between validations (and checkpoints)
+    eval_every: int = 200  # steps between validations (and checkpoints)
     eval_tokens: int = 200_000  # cap on validation tokens per periodic evaluation; the last one uses all
     seed: int = 1111
     encoding_errors: str = "strict"  # invalid UTF-8 in a text corpus: "strict" (an error) or "replace" (U+FFFD)

@@ -1,0 +1,65 @@
+"""The tokenized-corpus cache: hits give identical ids, changes and corruption are noticed."""
+
+import os
+import time
+
+import pytest
+import torch
+
+from chargen import cache
+from chargen.corpus import load_corpus
+
+
+@pytest.fixture
+def corpus_file(tmp_path, monkeypatch):
+    """A 64 KiB text file, old enough to be cached (the cache skips just-modified files)."""
+    monkeypatch.setattr(cache, "MIN_BYTES", 1024)
+    path = tmp_path / "big.txt"
+    path.write_text(("To be, or not to be: that is the question. Ünïcödé ✓\n" * 1200)[: 64 * 1024], encoding="utf-8")
+    _age(path)
+    return path
+
+
+def _age(path, seconds=60):
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_cache_hit_returns_identical_ids(corpus_file):
+    first = load_corpus([str(corpus_file)], val_frac=0.1)
+    assert cache.cache_path(str(corpus_file)).is_file()
+    second = load_corpus([str(corpus_file)], val_frac=0.1)
+    assert torch.equal(first.train, second.train) and torch.equal(first.val, second.val)
+    assert first.vocab == second.vocab and first.fingerprint == second.fingerprint
+    assert second.train.dtype == first.train.dtype
+
+
+def test_cache_changed_corpus_invalidates(corpus_file):
+    load_corpus([str(corpus_file)])
+    text = corpus_file.read_text(encoding="utf-8")
+    corpus_file.write_text(text.replace("question", "QUESTION"), encoding="utf-8")  # same size
+    _age(corpus_file, 30)
+    changed = load_corpus([str(corpus_file)])
+    assert "Q" in changed.vocab.index
+    assert changed.vocab.decode(changed.train[:60]).startswith("To be, or not to be: that is the QUESTION")
+
+
+def test_cache_corrupt_file_is_rebuilt(corpus_file):
+    expected = load_corpus([str(corpus_file)])
+    entry = cache.cache_path(str(corpus_file))
+    for damage in (b"", b"garbage", entry.read_bytes()[:100], entry.read_bytes()[:-10]):
+        entry.write_bytes(damage)
+        again = load_corpus([str(corpus_file)])
+        assert torch.equal(again.train, expected.train) and again.vocab == expected.vocab
+    assert cache.load(str(corpus_file)) is not None  # rewritten whole
+
+
+def test_cache_skips_recently_modified_file(corpus_file):
+    corpus_file.touch()
+    load_corpus([str(corpus_file)])
+    assert not cache.cache_path(str(corpus_file)).exists()
+
+
+def test_cache_unwritable_directory_is_not_an_error(corpus_file, monkeypatch):
+    monkeypatch.setattr(cache, "CACHE_DIR", "no/such/dir")
+    assert len(load_corpus([str(corpus_file)]).train) > 0
