@@ -50,15 +50,18 @@ def cache_path(source: str) -> Path:
     return path.parent / CACHE_DIR / f"{path.name}.{tag}.ids"
 
 
-def _key(source: str) -> dict:
+def _key(source: str, tokenizer: str) -> dict:
     st = os.stat(source)
-    return {"source": str(Path(source).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    return {"source": str(Path(source).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "inode": st.st_ino, "tokenizer": tokenizer}
 
 
-def load(source: str) -> Optional[tuple[Vocab, torch.Tensor, str]]:
+def load(source: str, tokenizer: str = "text") -> Optional[tuple[Vocab, torch.Tensor, str]]:
     """(vocab, ids, fingerprint) of a cached corpus file, or None if there is no valid entry.
 
-    The ids are a read-only-in-spirit, copy-on-write memory map of the cache file.
+    `tokenizer` names the tokenizer and its version: an entry written by another
+    one (say, an older MIDI tokenizer) is not used. The ids are a
+    read-only-in-spirit, copy-on-write memory map of the cache file.
     """
     try:
         path = cache_path(source)
@@ -69,7 +72,7 @@ def load(source: str) -> Optional[tuple[Vocab, torch.Tensor, str]]:
                 return None
             header_len = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(header_len).decode("utf-8"))
-        if header.get("format") != FORMAT or header.get("key") != _key(source):
+        if header.get("format") != FORMAT or header.get("key") != _key(source, tokenizer):
             return None
         dtype = DTYPES[header["dtype"]]
         offset, length = header["offset"], header["length"]
@@ -85,12 +88,13 @@ def load(source: str) -> Optional[tuple[Vocab, torch.Tensor, str]]:
         return None  # unreadable or corrupt: tokenize again
 
 
-def store(source: str, vocab: Vocab, ids: torch.Tensor, fingerprint: str) -> bool:
+def store(source: str, vocab: Vocab, ids: torch.Tensor, fingerprint: str, tokenizer: str = "text",
+          min_bytes: int = MIN_BYTES) -> bool:
     """Write the cache entry of a corpus file atomically. Returns False when it was not written
     (a small or just-modified file, or a directory we cannot write to); that is never an error."""
     try:
-        key = _key(source)
-        if key["size"] < MIN_BYTES or time.time() - key["mtime_ns"] / 1e9 < RACY_SECONDS:
+        key = _key(source, tokenizer)
+        if key["size"] < min_bytes or time.time() - key["mtime_ns"] / 1e9 < RACY_SECONDS:
             return False
         path = cache_path(source)
         path.parent.mkdir(exist_ok=True)

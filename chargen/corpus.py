@@ -244,28 +244,38 @@ def _stream_size(stream: BinaryIO) -> int:
 
 
 def _load_midi(files: list[str], val_frac: float) -> Corpus:
-    from chargen import midi
+    """Encode each MIDI file (or map its cached ids), skipping unreadable ones with the reason."""
+    from chargen import __version__, midi
 
     vocab = midi.midi_vocab()
-    digest = hashlib.sha256()
-    train_parts, val_parts, skipped, used = [], [], [], []
+    # MIDI files are small but slow to parse (about 100 a second), so each one's ids are
+    # cached; the tag retires entries written by any other tokenizer version.
+    tokenizer = f"midi-v{midi.MIDI_VOCAB_VERSION}-chargen-{__version__}"
+    per_file, fingerprints, skipped, used = [], [], [], []
     for f in files:
-        try:
-            tokens = midi.encode_file(f)
-        except MidiError as e:
-            skipped.append((f, str(e)))
-            continue
-        digest.update(Path(f).read_bytes())
-        ids = vocab.encode(tokens).to(storage_dtype(len(vocab)))
-        cut = len(ids) - int(len(ids) * val_frac)
-        train_parts.append(ids[:cut])
-        val_parts.append(ids[cut:])
+        hit = cache.load(f, tokenizer)
+        if hit is not None and hit[0] == vocab:
+            _, ids, fingerprint = hit
+        else:
+            try:
+                tokens = midi.encode_file(f)
+            except MidiError as e:
+                skipped.append((f, str(e)))
+                continue
+            ids = vocab.encode(tokens).to(storage_dtype(len(vocab)))
+            fingerprint = hashlib.sha256(Path(f).read_bytes()).hexdigest()
+            cache.store(f, vocab, ids, fingerprint, tokenizer, min_bytes=0)
+        per_file.append(ids)
+        fingerprints.append(fingerprint)
         used.append(f)
     if not used:
         if len(skipped) == 1:
             raise CorpusError(skipped[0][1])
         raise CorpusError(f"none of the {len(files)} MIDI files could be read (first: {skipped[0][1]})")
-    return Corpus(vocab, _cat(train_parts), _cat(val_parts), used, digest.hexdigest(), skipped)
+    fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()  # over the files, in order
+    corpus = _split(used, per_file, val_frac, vocab, fingerprint)
+    corpus.skipped = skipped
+    return corpus
 
 
 def _cat(parts: list[torch.Tensor], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
