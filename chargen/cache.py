@@ -89,12 +89,12 @@ def load(source: str, tokenizer: str = "text") -> Optional[tuple[Vocab, torch.Te
 
 
 def store(source: str, vocab: Vocab, ids: torch.Tensor, fingerprint: str, tokenizer: str = "text",
-          min_bytes: int = MIN_BYTES) -> bool:
+          min_bytes: Optional[int] = None) -> bool:
     """Write the cache entry of a corpus file atomically. Returns False when it was not written
     (a small or just-modified file, or a directory we cannot write to); that is never an error."""
     try:
         key = _key(source, tokenizer)
-        if key["size"] < min_bytes or time.time() - key["mtime_ns"] / 1e9 < RACY_SECONDS:
+        if key["size"] < (MIN_BYTES if min_bytes is None else min_bytes) or time.time() - key["mtime_ns"] / 1e9 < RACY_SECONDS:
             return False
         path = cache_path(source)
         path.parent.mkdir(exist_ok=True)

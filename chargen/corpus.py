@@ -69,7 +69,9 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
         if not path.exists():
             raise CorpusError(f"{p}: no such file or directory")
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+            # Hidden files and folders (.git, chargen's own .chargen-cache) are never corpus.
+            found = sorted(f for f in path.rglob("*")
+                           if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
             want_midi = format == "midi" or (
                 format is None and any(f.suffix.lower() in midi.MIDI_EXTENSIONS for f in found)
             )

@@ -63,3 +63,28 @@ def test_cache_skips_recently_modified_file(corpus_file):
 def test_cache_unwritable_directory_is_not_an_error(corpus_file, monkeypatch):
     monkeypatch.setattr(cache, "CACHE_DIR", "no/such/dir")
     assert len(load_corpus([str(corpus_file)]).train) > 0
+
+
+def test_midi_ids_are_cached_per_file_and_retired_with_the_tokenizer(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from chargen import midi
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ["folk_english1.mid", "tiny_c_major_scale.mid"]:
+        shutil.copy(Path(__file__).parent / "data" / "midi" / name, songs / name)
+        _age(songs / name)
+    calls = []
+    real_encode = midi.encode_file
+    monkeypatch.setattr(midi, "encode_file", lambda f: calls.append(f) or real_encode(f))
+    first = load_corpus([str(songs)])
+    assert len(calls) == 2
+    second = load_corpus([str(songs)])
+    assert len(calls) == 2  # both mapped from the cache, none parsed
+    assert torch.equal(first.train, second.train) and first.fingerprint == second.fingerprint
+    assert second.files == first.files  # the cache folder inside songs/ is not read as corpus
+    monkeypatch.setattr(midi, "MIDI_VOCAB_VERSION", midi.MIDI_VOCAB_VERSION + 1)
+    load_corpus([str(songs)])
+    assert len(calls) == 4  # another tokenizer version: parsed again
