@@ -242,3 +242,22 @@ def test_resume_keeps_the_run_settings_and_extends_the_budget(runner, trained_ru
     assert payload["state"]["step"] == 15
     assert payload["model_config"]["hidden_size"] == 16
     assert payload["train_config"]["eval_every"] == 5  # not reset to the default
+
+
+def test_cli_defaults_match_the_config_dataclasses():
+    """Each option maps to a config field of the same name; their defaults must agree."""
+    from dataclasses import MISSING, fields
+
+    from chargen.model import ModelConfig
+    from chargen.sample import SampleConfig
+    from chargen.train import TrainConfig
+
+    checked = 0
+    for command, configs in [("train", [ModelConfig, TrainConfig]), ("sample", [SampleConfig])]:
+        params = {p.name: p for p in cli.commands[command].params}
+        for config in configs:
+            for field in fields(config):
+                if field.name in params and field.default not in (MISSING, None):
+                    assert params[field.name].default == field.default, f"{command} --{field.name}"
+                    checked += 1
+    assert checked >= 12
