@@ -127,12 +127,12 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
     if resume:
         ctx = click.get_current_context()
         given = _given_on_command_line(ctx)
-        kept = given - set(runs.RESUMABLE_OVERRIDES) - {"resume", "force", "device", "corpus"}
-        if kept:
-            names = ", ".join(sorted(p.opts[0] for p in ctx.command.params if p.name in kept))
-            err.print(f"[yellow]note:[/] a resumed run keeps its settings; ignoring {names}")
         overrides = {k: v for k, v in options.items() if k in given}
-        session = runs.resume_run(resume, overrides, corpus, force=force, device=device, world=world)
+        settings = {p.name: (p.opts[0], ctx.params[p.name]) for p in ctx.command.params if p.name in given}
+        for name in ("out", "format"):  # the run already has its directory and corpus kind
+            if name in given:
+                err.print(f"[yellow]note:[/] a resumed run stays as it is; ignoring --{name}")
+        session = runs.resume_run(resume, overrides, corpus, force=force, device=device, world=world, settings=settings)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")

@@ -115,16 +115,21 @@ def resume_run(
     force: bool = False,
     device: str = "auto",
     world: Optional[World] = None,
+    settings: Optional[dict] = None,
 ) -> Run:
     """Reopen a run from its last checkpoint: same step, optimizer state, data position and RNG.
 
     The corpus is read again from the paths the checkpoint records (or those
-    given) and must have the same fingerprint unless `force`.
+    given) and must have the same fingerprint unless `force`. `settings` maps
+    model and training fields the user asked for to (option name, value); any
+    that differ from the run's are refused, naming each difference, since the
+    run keeps the shape and settings it was started with.
     """
     file = checkpoint.resolve(path, which=checkpoint.LAST)
     payload = checkpoint.load(file)
     model, vocab = checkpoint.build_model(payload)
     config = TrainConfig.from_dict(payload.get("train_config", {}))
+    _refuse_changed_settings(file, settings or {}, model.config.to_dict() | config.to_dict())
     for key in RESUMABLE_OVERRIDES:
         if overrides.get(key) is not None:
             setattr(config, key, overrides[key])
@@ -174,6 +179,20 @@ def resume_run(
     if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
         notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
     return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
+
+
+def _refuse_changed_settings(file: Path, settings: dict, run_settings: dict) -> None:
+    differ = [
+        f"{option} {value} (the run has {run_settings[field]})"
+        for field, (option, value) in settings.items()
+        if field in run_settings and field not in RESUMABLE_OVERRIDES and value != run_settings[field]
+    ]
+    if differ:
+        allowed = ", ".join("--" + name.replace("_", "-") for name in RESUMABLE_OVERRIDES)
+        raise ChargenError(
+            f"cannot resume {file} with other settings: {'; '.join(differ)}. "
+            f"A resumed run keeps its model and training settings; only {allowed} may change"
+        )
 
 
 def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.Optimizer:

@@ -234,13 +234,17 @@ def test_python_dash_m_runs_the_cli():
     assert result.returncode == 0 and __version__ in result.stdout
 
 
-def test_resume_keeps_the_run_settings_and_extends_the_budget(runner, trained_run):
-    result = runner.invoke(cli, ["train", "--resume", str(trained_run), "--steps", "15", "--hidden", "99"])
+def test_resume_extends_the_budget_and_refuses_other_settings(runner, trained_run):
+    before = (trained_run / "last.pt").read_bytes()
+    result = runner.invoke(cli, ["train", "--resume", str(trained_run), "--steps", "15", "--hidden", "99", "--lr", "0.1"])
+    assert result.exit_code == 1
+    assert "--hidden 99 (the run has 16)" in result.stderr and "--lr 0.1" in result.stderr
+    assert (trained_run / "last.pt").read_bytes() == before
+    # the same values as the run's are fine, and the budget may grow
+    result = runner.invoke(cli, ["train", "--resume", str(trained_run), "--steps", "15", "--hidden", "16"])
     assert result.exit_code == 0, result.output
-    assert "ignoring --hidden" in result.stderr
     payload = checkpoint.load(trained_run / "last.pt")
     assert payload["state"]["step"] == 15
-    assert payload["model_config"]["hidden_size"] == 16
     assert payload["train_config"]["eval_every"] == 5  # not reset to the default
 
 

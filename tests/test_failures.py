@@ -368,7 +368,7 @@ def test_resume_on_a_named_corpus_copy(trained_run, tmp_path):
 
 
 def test_resume_with_out_changes_nothing_elsewhere(trained_run, tmp_path):
-    """A resumed run stays in its directory; --out (like --hidden) is ignored with a note."""
+    """A resumed run stays in its directory; --out is ignored with a note."""
     result = invoke("train", "--resume", trained_run, "--out", tmp_path / "elsewhere", "--steps", "4")
     assert result.exit_code == 0, result.output
     assert "ignoring --out" in result.stderr
