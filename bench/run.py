@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import chargen  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch loads)
+import chargen  # noqa: E402,F401
 import torch  # noqa: E402
 from bench import baseline, scale  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402

@@ -163,7 +163,8 @@ print(json.dumps({"tokens_per_s": 64 * 128 / min(times[1:])}))
 
 def bench_wait_policy(rounds: int = 2, steps: int = 4) -> dict:
     """Training tokens/s of the 2x512 LSTM with OpenMP workers spinning (ACTIVE) or sleeping
-    (PASSIVE, chargen's default) while they wait; fresh processes, interleaved rounds."""
+    (PASSIVE) while they wait; fresh processes, interleaved rounds. chargen leaves OpenMP's
+    default (spinning): passive waiting helps only on a machine whose cores are busy."""
     best = {"ACTIVE": 0.0, "PASSIVE": 0.0}
     for _ in range(rounds):
         for policy in best:

@@ -22,7 +22,7 @@ from chargen.model import CharRNN, Hidden
 from chargen.vocab import Vocab
 
 
-PARALLEL_STREAMS = 16  # below this many streams a sampling step runs on one thread
+PARALLEL_STREAMS = 16  # from this many streams up, sampling steps run the model itself, on all threads
 
 
 @dataclass
@@ -177,16 +177,25 @@ def generate(
     hidden = model.init_hidden(B)
     logits, hidden = model(prime.to(device).unsqueeze(0).expand(B, -1), hidden)  # (B, T, V)
     logits = logits[:, -1]
-    step = FusedStep(model, hidden)  # the prime ran through the model; every later token runs here
-    # With few streams a step's products take microseconds: waking a second thread costs more
-    # than it saves, and on a busy machine its barrier can wait a whole time slice (measured
-    # 20x slower with 2 threads than 1 for one stream under load; see docs/benchmarks.md).
-    threads = 1 if B < PARALLEL_STREAMS else torch.get_num_threads()
-    for _ in range(config.length):
-        ids = choose(logits, config, generator)
-        yield ids
-        with _num_threads(threads):
-            logits = step(ids)
+    if B < PARALLEL_STREAMS:
+        # Few streams: per-call overhead dominates, so every later token runs through the
+        # hand-fused step, on one thread: its products take microseconds, and waking a second
+        # thread costs more than it saves (20x slower with 2 threads for one stream under
+        # load; see docs/benchmarks.md).
+        step = FusedStep(model, hidden)
+        for _ in range(config.length):
+            ids = choose(logits, config, generator)
+            yield ids
+            with _num_threads(1):
+                logits = step(ids)
+    else:
+        # Many streams: the products dominate, and the model's own oneDNN kernels run them
+        # faster than FusedStep's MKL addmm on CPUs where MKL takes a slow path.
+        for _ in range(config.length):
+            ids = choose(logits, config, generator)
+            yield ids
+            logits, hidden = model(ids.unsqueeze(1), hidden)
+            logits = logits[:, -1]
 
 
 @contextmanager
