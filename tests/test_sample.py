@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chargen.model import CharRNN, ModelConfig
-from chargen.sample import FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
+from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
 from chargen.vocab import Vocab
 from conftest import tiny_model
 
@@ -123,13 +123,14 @@ def test_fused_step_equals_model_forward(cell, streams):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_generate_matches_step_by_step_model(cell):
-    """generate() (fused) draws the same greedy tokens as feeding the model one token at a time."""
+@pytest.mark.parametrize("streams", [2, PARALLEL_STREAMS])  # the fused path, and the model's own
+def test_generate_matches_step_by_step_model(cell, streams):
+    """generate() draws the same greedy tokens as feeding the model one token at a time."""
     model = biased_model(cell)
     prime = torch.tensor([1, 2, 3])
-    drawn = torch.stack(list(generate(model, prime, SampleConfig(temperature=0, length=20, num_samples=2))))
+    drawn = torch.stack(list(generate(model, prime, SampleConfig(temperature=0, length=20, num_samples=streams))))
     with torch.no_grad():
-        logits, hidden = model(prime.unsqueeze(0).expand(2, -1), model.init_hidden(2))
+        logits, hidden = model(prime.unsqueeze(0).expand(streams, -1), model.init_hidden(streams))
         expected = []
         for _ in range(20):
             ids = logits[:, -1].argmax(-1)
