@@ -85,7 +85,7 @@ def main():
 @click.option("--layers", "num_layers", type=click.IntRange(min=1), default=2, show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", "hidden_size", type=click.IntRange(min=1), default=256, show_default=True, help="Hidden units per layer.")
 @click.option("--embed", "embed_dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Dropout between layers.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout between layers (default: 0, or 0.3 for corpora under 500k tokens).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True, help="Tokens per TBPTT window.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Parallel streams per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-3, show_default=True, help="Adam learning rate.")
@@ -138,7 +138,7 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
-        build(_model_config(), vocab_size=1, **model_options)  # validate before reading the corpus
+        build(_model_config(), vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
         session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in session.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
