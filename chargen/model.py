@@ -31,7 +31,7 @@ class ModelConfig:
     vocab_size: int
     cell: str = "lstm"  # lstm | gru | rnn
     num_layers: int = 2
-    hidden_size: int = 256  # 2x256 beat 2x384 and 2x512 in a 10-minute CPU budget (docs/benchmarks.md)
+    hidden_size: int = 512  # 2x512 beat 2x256 in a 10-minute, 2-core CPU budget (docs/benchmarks.md)
     embed_dim: int = 64  # characters carry little meaning alone; a small embedding suffices
     dropout: float = 0.0  # between recurrent layers and before the output layer; raise it for long runs on small corpora
 

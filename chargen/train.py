@@ -38,7 +38,7 @@ class TrainConfig:
     # (2-minute Tiny Shakespeare comparisons in docs/benchmarks.md).
     seq_len: int = 64  # tokens per TBPTT window
     batch_size: int = 16  # parallel streams
-    lr: float = 5e-3
+    lr: float = 3e-3
     lr_min: float = 0.1  # the cosine schedule decays to lr * lr_min over the run's budget
     warmup: int = 50  # steps of linear warm-up
     clip: float = 1.0  # max global gradient norm
