@@ -135,10 +135,6 @@ def inspect_table(report: dict) -> Table:
         if r["notes"]:
             trip = f"{100 * r['notes_preserved'] / r['notes']:.1f}%"
         cell = lambda v: "–" if v is None else f"{v:,}"  # noqa: E731
-        table.add_row(escape_path(r["path"]), r["kind"] or "–", cell(r["tokens"]), cell(r["distinct"]),
+        table.add_row(Text(r["path"]), r["kind"] or "–", cell(r["tokens"]), cell(r["distinct"]),
                       cell(r["notes"]), trip, Text(r["error"] or "", style="red"))
     return table
-
-
-def escape_path(path: str) -> Text:
-    return Text(path)

@@ -26,7 +26,6 @@ from chargen.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
 from chargen.train import TrainConfig, TrainState, progress_of, train
-from chargen.vocab import Vocab
 
 # Options a resumed run may change; everything else comes from its checkpoint.
 RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every")
@@ -334,7 +333,3 @@ def read_metrics(directory: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
-
-
-def vocab_of(payload: dict) -> Vocab:
-    return Vocab.from_dict(payload["vocab"])
