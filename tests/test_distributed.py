@@ -174,14 +174,19 @@ def test_two_processes_take_the_same_steps_as_one(two_process_run):
     assert two["state"]["rng"].shape[0] == 2  # one generator state per rank
 
 
+def _copy_run(run_dir, destination):
+    """A copy of a finished run's last checkpoint and metrics, to resume without touching the original."""
+    destination.mkdir()
+    for name in (checkpoint.LAST, checkpoint.METRICS):
+        (destination / name).write_bytes((run_dir / name).read_bytes())
+    return destination
+
+
 @pytest.mark.slow
 def test_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
     """A different world size picks up the same data position and hidden state."""
     _, corpus, run_dir, _ = two_process_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    for name in (checkpoint.LAST, checkpoint.METRICS):
-        (resumed_dir / name).write_bytes((run_dir / name).read_bytes())
+    resumed_dir = _copy_run(run_dir, tmp_path / "resumed")
     session = runs.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
     assert any("trained by 2 process(es)" in note for note in session.notes)
     runs.execute(session)
@@ -203,10 +208,7 @@ def test_new_run_refuses_a_batch_that_does_not_split_before_touching_the_disk(tm
 def test_two_process_run_resumes_with_two_processes(two_process_run, tmp_path):
     """The same world size takes up each rank's rows of the hidden state and its own RNG stream."""
     _, corpus, run_dir, _ = two_process_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    for name in (checkpoint.LAST, checkpoint.METRICS):
-        (resumed_dir / name).write_bytes((run_dir / name).read_bytes())
+    resumed_dir = _copy_run(run_dir, tmp_path / "resumed")
     result = _torchrun(["train", "--resume", str(resumed_dir), "--steps", str(2 * STEPS)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
