@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from chargen.errors import ChargenError
-from chargen.model import CharRNN, Hidden
+from chargen.model import CharRNN, Hidden, map_hidden
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,7 @@ class World:
         """This rank's rows of a full-batch hidden state (num_layers, B, H)."""
         if self.size == 1:
             return hidden
-        if isinstance(hidden, tuple):
-            return tuple(self.local_hidden(h) for h in hidden)
-        return hidden[:, self.rows(hidden.shape[1])].contiguous()
+        return map_hidden(lambda h: h[:, self.rows(h.shape[1])].contiguous(), hidden)
 
     # -- talking to the other ranks ---------------------------------------------------
 
@@ -93,9 +91,7 @@ class World:
         """The full-batch hidden state (num_layers, B, H) from every rank's rows, in rank order."""
         if self.size == 1:
             return hidden
-        if isinstance(hidden, tuple):
-            return tuple(self.gather_hidden(h) for h in hidden)
-        return torch.cat(self._all_gather(hidden.contiguous()).unbind(0), dim=1)
+        return map_hidden(lambda h: torch.cat(self._all_gather(h.contiguous()).unbind(0), dim=1), hidden)
 
     def gather_rng(self, rng: torch.Tensor) -> torch.Tensor:
         """Every rank's CPU generator state, stacked (W, N); a single process keeps its 1-D state."""

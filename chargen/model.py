@@ -12,7 +12,7 @@ optimizers: it maps token ids and a hidden state to logits and a new hidden stat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Union
+from typing import Callable, Union
 
 import torch
 from torch import nn
@@ -103,8 +103,14 @@ class CharRNN(nn.Module):
         return n if embedding else n - self.embedding.weight.numel()
 
 
+def map_hidden(function: Callable[[torch.Tensor], torch.Tensor], hidden: Hidden) -> Hidden:
+    """Apply `function` to each tensor of a hidden state, keeping its layout: the pair
+    (h, c) of an LSTM stays a pair, the single tensor of a GRU or RNN stays one."""
+    if isinstance(hidden, tuple):
+        return tuple(function(h) for h in hidden)
+    return function(hidden)
+
+
 def detach_hidden(hidden: Hidden) -> Hidden:
     """Cut the graph behind the hidden state (the 'truncation' in truncated BPTT)."""
-    if isinstance(hidden, tuple):
-        return tuple(h.detach() for h in hidden)
-    return hidden.detach()
+    return map_hidden(torch.Tensor.detach, hidden)

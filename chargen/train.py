@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from chargen.corpus import batchify, get_window, num_windows
 from chargen.distributed import World
 from chargen.errors import TrainingError
-from chargen.model import CharRNN, Hidden, detach_hidden
+from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
 
 LN2 = math.log(2.0)
 
@@ -202,7 +202,7 @@ def train(
         torch.set_rng_state(world.local_rng(state.rng, config.seed))
     elif not world.is_main:
         torch.manual_seed(config.seed + world.rank)  # each rank draws its own dropout masks
-    hidden = model.init_hidden(batch_size) if state.hidden is None else _to(world.local_hidden(state.hidden), device)
+    hidden = model.init_hidden(batch_size) if state.hidden is None else map_hidden(lambda h: h.to(device), world.local_hidden(state.hidden))
     net = world.wrap(model)  # the model itself in one process
     model.train()
     session_start, elapsed_before = time.perf_counter(), state.elapsed
@@ -275,8 +275,3 @@ def train(
     callback("stop", {"windows": windows, "interrupted": interrupted})
     return state
 
-
-def _to(hidden: Hidden, device: torch.device) -> Hidden:
-    if isinstance(hidden, tuple):
-        return tuple(h.to(device) for h in hidden)
-    return hidden.to(device)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from chargen.model import CharRNN, ModelConfig, detach_hidden
+from chargen.model import CharRNN, ModelConfig, detach_hidden, map_hidden
 from conftest import tiny_model
 
 CELLS = ["lstm", "gru", "rnn"]
@@ -57,3 +57,12 @@ def test_parameter_count_without_embedding():
 def test_init_hidden_follows_parameter_dtype():
     model = tiny_model("gru").double()
     assert model.init_hidden(2).dtype == torch.float64
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_map_hidden_keeps_the_layout_and_applies_to_every_tensor(cell):
+    hidden = tiny_model(cell).init_hidden(3)
+    mapped = map_hidden(lambda h: h + 1, hidden)
+    assert isinstance(mapped, tuple) == (cell == "lstm")
+    for h in (mapped if isinstance(mapped, tuple) else (mapped,)):
+        assert torch.equal(h, torch.ones(2, 3, 8))
