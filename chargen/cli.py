@@ -550,7 +550,7 @@ def inspect(paths, format, as_json, roundtrip_out):
     import json
 
     from chargen import midi
-    from chargen.corpus import inspect_files
+    from chargen.inspection import inspect_files
 
     report = inspect_files(paths, format)
     if roundtrip_out:

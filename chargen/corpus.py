@@ -1,11 +1,13 @@
-"""Corpus loading: text or MIDI files -> one id tensor -> train/validation split -> batch streams.
+"""Corpus loading: text or MIDI files -> one id tensor -> train/validation split.
 
 Text is decoded as UTF-8 in chunks and mapped to ids with a vectorized table
 lookup, so a large corpus never exists as a Python list and its ids take one
 byte per character when the vocabulary has at most 256 characters.
 
     corpus = load_corpus(["data/tinyshakespeare.txt"], val_frac=0.1)
-    streams = batchify(corpus.train, batch_size=64)     # (64, N)
+    corpus.train, corpus.val                            # 1-D id tensors
+
+Cutting the ids into streams and windows for training is chargen.batching's job.
 """
 
 from __future__ import annotations
@@ -291,102 +293,3 @@ def _cat(parts: list[torch.Tensor], dtype: Optional[torch.dtype] = None) -> torc
 
 def _names(files: list[str]) -> str:
     return files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more)"
-
-
-# -- batching for truncated backpropagation through time -----------------------
-
-
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Cut a 1-D id sequence into `batch_size` contiguous streams, shape (B, N).
-
-    With ids a..x and batch_size 4, each row continues where it left off from
-    one training window to the next, so the hidden state carried between
-    windows always belongs to the text that came just before:
-
-        row 0:  a b c d e f      window 0 = columns 0..2, window 1 = columns 3..5
-        row 1:  g h i j k l
-        row 2:  m n o p q r
-        row 3:  s t u v w x
-
-    The tail that does not fill a whole column is dropped.
-    """
-    n = len(ids) // batch_size
-    if n < 2:
-        raise CorpusError(
-            f"the corpus has {len(ids)} tokens, too few for {batch_size} streams; "
-            "use a smaller --batch-size or a longer corpus"
-        )
-    return ids[: n * batch_size].view(batch_size, n)
-
-
-def fit_layout(num_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:
-    """Shrink batch size, then window length, so a short corpus still gives full windows.
-
-    Returns (batch_size, seq_len); equal to the inputs whenever the corpus is
-    long enough for one window per stream.
-    """
-    if num_tokens < 2:
-        raise CorpusError(f"the corpus has {num_tokens} training tokens; at least 2 are needed")
-    while batch_size > 1 and num_tokens // batch_size < seq_len + 1:
-        batch_size //= 2
-    seq_len = min(seq_len, num_tokens // batch_size - 1)
-    return batch_size, seq_len
-
-
-def num_windows(streams: torch.Tensor, seq_len: int) -> int:
-    """Windows in one epoch: every input position but the last column is covered once."""
-    return -(-(streams.shape[1] - 1) // seq_len)
-
-
-def get_window(streams: torch.Tensor, index: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets (B, T) of window `index`; the last one may be shorter."""
-    i = index * seq_len
-    T = min(seq_len, streams.shape[1] - 1 - i)
-    assert T > 0, f"window {index} is past the end of the streams"
-    window = streams[:, i : i + T + 1].long()
-    return window[:, :-1], window[:, 1:]
-
-
-# -- inspecting a corpus before training ----------------------------------------------------
-
-
-def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
-    """Per-file facts about a would-be corpus, never raising for a bad file.
-
-    Returns {"files": [{"path", "kind", "tokens", "distinct", "notes",
-    "notes_preserved", "error"}], "vocab_size"}; for MIDI, notes_preserved
-    counts the notes that survive MIDI -> tokens -> MIDI.
-    """
-    from chargen import midi
-
-    reports, chars = [], set()
-    for p in paths:
-        try:
-            files, kind = find_files([p], format)
-        except CorpusError as e:
-            reports.append(_report(p, None, error=str(e)))
-            continue
-        for f in files:
-            try:
-                if kind == "midi":
-                    tokens = midi.encode_file(f)
-                    notes, preserved = midi.roundtrip(f)
-                    reports.append(_report(f, kind, len(tokens), len(set(tokens)), notes, preserved))
-                else:
-                    corpus = load_corpus([f], format="text", val_frac=0.0)
-                    chars.update(corpus.vocab.tokens)
-                    reports.append(_report(f, kind, len(corpus.train), len(corpus.vocab)))
-            except CorpusError as e:
-                reports.append(_report(f, kind, error=str(e)))
-    kinds = {r["kind"] for r in reports if r["error"] is None}
-    vocab_size = None
-    if kinds == {"midi"}:
-        vocab_size = len(midi.vocabulary())
-    elif kinds == {"text"}:
-        vocab_size = len(chars)
-    return {"files": reports, "vocab_size": vocab_size}
-
-
-def _report(path, kind, tokens=None, distinct=None, notes=None, preserved=None, error=None) -> dict:
-    return {"path": str(path), "kind": kind, "tokens": tokens, "distinct": distinct,
-            "notes": notes, "notes_preserved": preserved, "error": error}

@@ -21,7 +21,8 @@ import torch
 
 from chargen import __version__, checkpoint
 from chargen.atomic import atomic_write
-from chargen.corpus import Corpus, batchify, fit_layout, load_corpus, num_windows
+from chargen.batching import batchify, fit_layout, num_windows
+from chargen.corpus import Corpus, load_corpus
 from chargen.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig

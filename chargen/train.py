@@ -1,6 +1,6 @@
 """Training with truncated backpropagation through time (TBPTT), and evaluation.
 
-The corpus is cut into `batch_size` contiguous streams (see corpus.batchify).
+The corpus is cut into `batch_size` contiguous streams (see batching.batchify).
 Each step trains on the next window of `seq_len` tokens of every stream, then
 carries the final hidden state into the next window, detached so gradients
 stop at the window boundary (Williams & Peng, 1990; the word_language_model
@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from chargen.corpus import batchify, get_window, num_windows
+from chargen.batching import batchify, get_window, num_windows
 from chargen.distributed import World
 from chargen.errors import TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
