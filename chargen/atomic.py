@@ -6,7 +6,8 @@
 The data goes to a temporary file beside the target, is flushed to disk, and
 is renamed over the target; the rename is then made durable by syncing the
 directory. On any error the temporary file is removed, the target is left as it
-was, and the OSError propagates for the caller to word.
+was, and the OSError propagates for the caller to word. The file object's
+``name`` is the temporary file's path, for writers that memory-map it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
-        with os.fdopen(fd, mode, encoding=encoding) as f:
+        # open() through mkstemp's descriptor, so that f.name is the temporary path.
+        with open(tmp, mode, encoding=encoding, opener=lambda *_: fd) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

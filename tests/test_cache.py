@@ -88,3 +88,30 @@ def test_midi_ids_are_cached_per_file_and_retired_with_the_tokenizer(tmp_path, m
     monkeypatch.setattr(midi, "MIDI_VOCAB_VERSION", midi.MIDI_VOCAB_VERSION + 1)
     load_corpus([str(songs)])
     assert len(calls) == 4  # another tokenizer version: parsed again
+
+
+def test_cache_notices_a_same_size_edit_with_the_modification_time_set_back(corpus_file):
+    """Size, mtime and inode all match the entry, but the bytes do not: the content fingerprint decides."""
+    load_corpus([str(corpus_file)])
+    before = os.stat(corpus_file)
+    text = corpus_file.read_text(encoding="utf-8")
+    with open(corpus_file, "r+", encoding="utf-8") as f:  # in place: the inode stays
+        f.write(text.replace("question", "QUESTION"))
+    os.utime(corpus_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(corpus_file)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    changed = load_corpus([str(corpus_file)])
+    assert "Q" in changed.vocab.index
+    assert changed.vocab.decode(changed.train[:60]).startswith("To be, or not to be: that is the QUESTION")
+
+
+def test_cache_entry_is_written_through_atomic_write(corpus_file, monkeypatch):
+    """One temporary-file-and-rename writer for the whole project: chargen/atomic.py."""
+    from chargen import atomic
+
+    written = []
+    real = atomic.atomic_write
+    monkeypatch.setattr(cache, "atomic_write", lambda path, *a, **k: written.append(path) or real(path, *a, **k))
+    load_corpus([str(corpus_file)])
+    assert written == [cache.cache_path(str(corpus_file))]
+    assert not [p for p in written[0].parent.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
