@@ -14,10 +14,13 @@ A run directory holds ``last.pt``, ``best.pt`` and ``metrics.jsonl``:
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -51,9 +54,32 @@ def save(payload: dict, path: str | os.PathLike) -> None:
     try:
         with atomic_write(path) as f:
             torch.save(payload, f)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
+        reason = _write_failure(e, path.parent)
+        if reason is None:
+            raise  # a RuntimeError that is not about the disk is a bug: let it show
         kept = "; the previous checkpoint is unchanged" if path.exists() else ""
-        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}{kept}") from e
+        raise CheckpointError(f"could not write checkpoint {path}: {reason}{kept}") from e
+
+
+def _write_failure(error: BaseException, directory: Path) -> Optional[str]:
+    """Why a checkpoint write failed, in words, or None if it was not the disk.
+
+    torch's zip writer calls our file's write() from C++ and turns the OSError it
+    raises (ENOSPC on a full disk) into "RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos ...", keeping the OSError as its context.
+    """
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    try:  # no OSError to be found: a full disk is still the likeliest cause
+        if shutil.disk_usage(directory).free == 0:
+            return os.strerror(errno.ENOSPC)
+    except OSError:
+        pass
+    return None
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
@@ -70,6 +96,7 @@ def load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the checkpoint file is empty")
+    _verify_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -96,6 +123,30 @@ def load(path: str | os.PathLike) -> dict:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return payload
+
+
+def _verify_archive(path: Path) -> None:
+    """Refuse a checkpoint whose bytes changed since it was written (a bad disk, a bad copy).
+
+    torch.save writes a zip archive that stores a CRC-32 of every member, but
+    torch.load never checks them: one flipped bit in a weight would load as a
+    silently wrong number. Checking every CRC reads the file once more (about
+    1 GB/s), which is small next to loading it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # the first member whose CRC does not match, or None
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?)") from e
+    except zipfile.LargeZipFile as e:  # pragma: no cover - zipfile reads ZIP64 by default
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from e
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from e
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path}: the checkpoint is damaged ({damaged.split('/', 1)[-1]} fails its checksum); "
+            "it was changed after it was written"
+        )
 
 
 def build_model(payload: dict) -> tuple[CharRNN, Vocab]:
@@ -166,6 +217,20 @@ def run_lock(directory: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+def is_run(directory: str | os.PathLike) -> bool:
+    """True if `directory` holds a run: a checkpoint, or the metrics file a new run writes first."""
+    directory = Path(directory)
+    return any((directory / name).is_file() for name in (LAST, BEST, METRICS))
+
+
+def _stopped_before_first_checkpoint(directory: Path) -> bool:
+    """True for a run directory holding nothing but an empty metrics file (and perhaps the
+    temporary file of a cut-short step-0 save): a new run there loses nothing."""
+    stale = set(stale_temporaries(directory, LAST))
+    others = [p for p in directory.iterdir() if p.name != METRICS and p not in stale]
+    return not others and (directory / METRICS).is_file() and (directory / METRICS).stat().st_size == 0
+
+
 def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
     """The run directory under `root` whose checkpoint was written most recently."""
     root = Path(root)
@@ -184,6 +249,9 @@ def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
 def new_run_dir(out: Optional[str], corpus_name: str, force: bool, root: str = DEFAULT_ROOT) -> Path:
     """Create the directory for a new run; never reuse a non-empty one unless `force`.
 
+    A directory holding only the metrics file of a run stopped before its step-0
+    checkpoint (nothing to lose) is started again without `force`.
+
     Without `out`, the run is named after the corpus and the time:
     checkpoints/<corpus>-<YYYYmmdd-HHMMSS>.
     """
@@ -198,13 +266,20 @@ def new_run_dir(out: Optional[str], corpus_name: str, force: bool, root: str = D
     if run.exists() and not run.is_dir():
         raise CheckpointError(f"{run}: exists and is not a directory")
     if run.is_dir() and any(run.iterdir()):
-        if not force:
+        force = force or _stopped_before_first_checkpoint(run)
+        if not force and is_run(run):
             raise CheckpointError(f"{run}: a run already exists here; pass --force to overwrite it, or --resume {run}")
+        if not force:
+            raise CheckpointError(
+                f"{run}: this folder is not empty and holds no run; give --out a new or empty folder "
+                "(--force would write the run among its files)"
+            )
         with run_lock(run):  # refuse to overwrite a run that is training right now
             pass
         for name in (LAST, BEST, METRICS):
             if (run / name).exists():
                 (run / name).unlink()
+        remove_stale_temporaries(run)
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -101,58 +101,77 @@ def main():
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
-@click.option("--resume", type=click.Path(exists=True), help="Continue a run (directory or checkpoint) where it stopped.")
+@click.option("--resume", callback=lambda ctx, param, value: _resume_target(value), metavar="RUN|auto",
+              help="Continue a run (directory or checkpoint) where it stopped; 'auto' with --out DIR: resume DIR's run if it has one, else start it.")
+@click.option("--single-process-rate", type=click.FloatRange(min=0, min_open=True), metavar="TOKENS/S",
+              help="Under torchrun: one process's tokens/s on this machine (from a one-process run's summary), to print the scaling efficiency.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
-def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, out, force, format, device, **options):
+def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, single_process_rate, out, force, format, device,
+          **options):
     """Train a model on CORPUS: text files, a folder of .txt or MIDI files, or - for stdin.
 
     Training stops at --epochs, --steps or --minutes, whichever comes first;
-    Ctrl-C saves a checkpoint you can --resume.
+    Ctrl-C saves a checkpoint you can --resume. A budget given with --resume
+    replaces the run's budget. --resume auto --out DIR starts the run in DIR, or
+    resumes it if DIR already holds one: one command for the first start and
+    every restart (torchrun --max-restarts, cron).
 
     \b
     Example:
       chargen train data/tinyshakespeare.txt --minutes 10
       chargen train data/bach/ --cell gru --hidden 256
       chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+      chargen train data/tinyshakespeare.txt --out checkpoints/ts --resume auto --steps 5000
       torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
     from chargen import distributed
-    from chargen import run as runs
+    from chargen.run import auto_resume_target, execute, new_run, resolve_device, resume_run
     from chargen.train import TrainConfig
 
-    world = distributed.start(runs.resolve_device(device))  # one process unless launched by torchrun
+    world = distributed.start(resolve_device(device))  # one process unless launched by torchrun
     click.get_current_context().call_on_close(world.stop)
     if not world.is_main:
         err.quiet = True  # only rank 0 reports
+    automatic = resume == "auto"
+    if automatic:
+        if out is None:
+            raise click.UsageError("--resume auto needs --out DIR: the run directory to start, or to resume")
+        resume = auto_resume_target(out, world)
     if resume:
         ctx = click.get_current_context()
         given = _given_on_command_line(ctx)
         overrides = {k: v for k, v in options.items() if k in given}
         settings = {p.name: (p.opts[0], ctx.params[p.name]) for p in ctx.command.params if p.name in given}
         for name in ("out", "format"):  # the run already has its directory and corpus kind
-            if name in given:
+            if name in given and not automatic:
                 err.print(f"[yellow]note:[/] a resumed run stays as it is; ignoring --{name}")
-        session = runs.resume_run(resume, overrides, corpus, force=force, device=device, world=world, settings=settings)
+        run = resume_run(resume, overrides, corpus, force=force, device=device, world=world, settings=settings)
     else:
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
         build(_model_config(), vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
-        session = runs.new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
-    for note in session.notes:
+        run = new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
+    for note in run.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
-    _print_run_header(session)
+    _print_run_header(run)
     stop = _InterruptFlag()
     with stop, _progress() as progress:
         task = progress.add_task("training", total=1000, fields="")
-        reporter = _Reporter(session, progress, task)
-        state = runs.execute(session, reporter, should_stop=stop.is_set)
-    _print_summary(session, reporter)
+        reporter = _Reporter(run, progress, task)
+        execute(run, reporter, should_stop=stop.is_set)
+    _print_summary(run, reporter, single_process_rate)
     if stop.is_set():
-        err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(session.directory))}")
+        err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(run.directory))}")
         sys.exit(stop.exit_code())
-    del state
+
+
+def _resume_target(value: Optional[str]) -> Optional[str]:
+    """--resume takes 'auto' or an existing run directory or checkpoint (./auto for a folder named auto)."""
+    if value is None or value == "auto" or os.path.exists(value):
+        return value
+    raise click.BadParameter(f"{value}: no such run directory or checkpoint (or give 'auto' with --out DIR)")
 
 
 def _given_on_command_line(ctx: click.Context) -> set[str]:
@@ -218,17 +237,17 @@ def _progress() -> Progress:
 class _Reporter:
     """Turns train() events into the progress line and one printed line per validation."""
 
-    def __init__(self, session, progress: Progress, task):
+    def __init__(self, run, progress: Progress, task):
         from chargen.train import progress_of
 
-        self.session, self.progress, self.task, self.progress_of = session, progress, task, progress_of
+        self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
         self.last_val: Optional[float] = None
         self.tokens_per_s = 0.0
         self.windows = 1  # windows per epoch, known from the first event
-        self.unit = "char" if session.corpus.kind == "text" else "token"
+        self.unit = "char" if run.corpus.kind == "text" else "token"
 
     def __call__(self, event: str, info: dict) -> None:
-        s = self.session.state
+        s = self.run.state
         self.windows = info.get("windows", self.windows)
         if event in ("step", "eval"):
             self.tokens_per_s = info["tokens_per_s"]
@@ -237,7 +256,7 @@ class _Reporter:
                 f"step {s.step}  epoch {epoch:.2f}  train {info['train_bits']:.3f}  "
                 f"val {display.format_bits(self.last_val)}  {self.tokens_per_s:,.0f} tok/s"
             )
-            done = self.progress_of(self.session.config, s, info["windows"])
+            done = self.progress_of(self.run.config, s, info["windows"])
             self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
         if event == "eval":
             self.last_val = info["val_bits"]
@@ -249,15 +268,15 @@ class _Reporter:
             )
 
 
-def _print_run_header(session) -> None:
-    m, c = session.model.config, session.config
-    params = session.model.num_parameters()
+def _print_run_header(run) -> None:
+    m, c = run.model.config, run.config
+    params = run.model.num_parameters()
     err.print(
         f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
-        f"vocab {m.vocab_size}, {len(session.corpus.train):,} train / {len(session.corpus.val):,} val tokens, "
-        f"batch {c.batch_size} x {c.seq_len}, device {session.device}{_world_note(session.world, c.batch_size)}"
+        f"vocab {m.vocab_size}, {len(run.corpus.train):,} train / {len(run.corpus.val):,} val tokens, "
+        f"batch {c.batch_size} x {c.seq_len}, device {run.device}{_world_note(run.world, c.batch_size)}"
     )
-    err.print(f"run directory: {escape(str(session.directory))}")
+    err.print(f"run directory: {escape(str(run.directory))}")
 
 
 def _world_note(world, batch_size: int) -> str:
@@ -265,18 +284,27 @@ def _world_note(world, batch_size: int) -> str:
     return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
 
 
-def _print_summary(session, reporter: _Reporter) -> None:
-    s = session.state
+def _print_summary(run, reporter: _Reporter, single_process_rate: Optional[float] = None) -> None:
+    from chargen.distributed import scaling
+
+    s = run.state
     rows = [
         ("steps", f"{s.step:,}"),
         ("epochs", f"{s.epoch + s.window / reporter.windows:.2f}"),
         ("tokens seen", f"{s.tokens:,}"),
         ("training time", display.format_duration(s.elapsed)),
         ("throughput", f"{reporter.tokens_per_s:,.0f} tokens/s"),
+    ]
+    if run.world.size > 1:
+        per_process, efficiency = scaling(reporter.tokens_per_s, run.world.size, single_process_rate)
+        rows.append(("per process", f"{per_process:,.0f} tokens/s ({run.world.size} processes)"))
+        rows.append(("scaling efficiency", "give --single-process-rate TOKENS/S to compare" if efficiency is None else
+                     f"{efficiency:.0%} of {run.world.size} x {single_process_rate:,.0f} tokens/s (the single-process rate given)"))
+    rows += [
         ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"),
         ("best val", f"{display.format_bits(s.best_val)} bits/{reporter.unit}"),
-        ("run", str(session.directory)),
-        ("sample", f"chargen sample {session.directory}"),
+        ("run", str(run.directory)),
+        ("sample", f"chargen sample {run.directory}"),
     ]
     err.print(display.key_value_table("Summary", rows))
 

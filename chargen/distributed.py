@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -145,6 +146,20 @@ class World:
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
         dist.all_gather(parts, tensor)
         return torch.stack(parts)
+
+
+def scaling(tokens_per_s: float, size: int, single_process_rate: Optional[float]) -> tuple[float, Optional[float]]:
+    """(tokens/s per process, scaling efficiency) of a run of `size` processes.
+
+    Efficiency is the run's throughput over `size` times the rate one process
+    reaches alone on the same machine (given by the user: chargen cannot measure
+    it inside a multi-process run without stopping the others): 1.0 means every
+    process adds a whole process's worth; None when no single-process rate is known.
+    """
+    per_process = tokens_per_s / size
+    if not single_process_rate:
+        return per_process, None
+    return per_process, tokens_per_s / (size * single_process_rate)
 
 
 def launched() -> bool:

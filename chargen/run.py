@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from chargen.train import TrainConfig, TrainState, progress_of, train
 
 # Options a resumed run may change; everything else comes from its checkpoint.
 RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every")
+BUDGETS = ("epochs", "steps", "minutes")  # a budget given on resume replaces the run's whole budget
 
 
 @dataclass
@@ -124,6 +126,25 @@ def _create_run_dir(world: World, out: Optional[str], name: str, force: bool) ->
     return Path(outcome["directory"])
 
 
+def auto_resume_target(out: str, world: Optional[World] = None) -> Optional[str]:
+    """For ``--resume auto --out DIR``: DIR if it holds a run to resume, None to start one there.
+
+    One command line then serves the first start and every restart (torchrun's
+    --max-restarts, a cron job). Rank 0 looks at the disk and tells the other
+    ranks, so every process takes the same branch even where only rank 0's
+    machine sees the directory. A run stopped before its step-0 checkpoint
+    counts as none (new_run starts it again); a folder of other files is left
+    for new_run to refuse.
+    """
+    world = world or World()
+    found = ""
+    if world.is_main:
+        directory = Path(out)
+        if any((directory / name).is_file() for name in (checkpoint.LAST, checkpoint.BEST)):
+            found = str(directory)
+    return world.broadcast_text(found) or None
+
+
 def resume_run(
     path: str,
     overrides: dict,
@@ -143,9 +164,15 @@ def resume_run(
     """
     file = checkpoint.resolve(path, which=checkpoint.LAST)
     payload = checkpoint.load(file)
+    _refuse_rewind(file, payload)
     model, vocab = checkpoint.build_model(payload)
     config = TrainConfig.from_dict(payload.get("train_config", {}))
     _refuse_changed_settings(file, settings or {}, model.config.to_dict() | config.to_dict())
+    if any(overrides.get(key) is not None for key in BUDGETS):
+        # "--steps 5000" on a run started with "--minutes 10" means 5000 steps, not
+        # "whichever comes first": the new budget replaces the old one whole.
+        for key in BUDGETS:
+            setattr(config, key, overrides.get(key))
     for key in RESUMABLE_OVERRIDES:
         if overrides.get(key) is not None:
             setattr(config, key, overrides[key])
@@ -192,9 +219,60 @@ def resume_run(
             pass
         checkpoint.remove_stale_temporaries(directory)
         _truncate_metrics(directory, state.step)
+        notes += _reconcile_best(directory, file, state)
     if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
         notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
     return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
+
+
+def _refuse_rewind(file: Path, payload: dict) -> None:
+    """Refuse to resume from an earlier checkpoint of a run (say best.pt): training from it
+    would overwrite last.pt and the metrics after it, destroying the later work."""
+    last = file.parent / checkpoint.LAST
+    if file.name == checkpoint.LAST or not last.is_file():
+        return
+    step = payload.get("state", {}).get("step", 0)
+    try:
+        last_step = checkpoint.load(last).get("state", {}).get("step", 0)
+    except CheckpointError:
+        last_step = None  # unreadable: resuming from `file` would overwrite it; let the user decide
+    if last_step is not None and last_step <= step:
+        return
+    later = f"the run went on to step {last_step} ({last})" if last_step is not None else f"{last} cannot be read"
+    fork = file.parent.with_name(file.parent.name + "-from-" + file.stem)
+    raise CheckpointError(
+        f"{file} is an earlier checkpoint (step {step}) and {later}: resuming from it would "
+        f"overwrite the later training. Resume the run with --resume {file.parent}, or branch off "
+        f"in a new folder: mkdir {fork} && cp {file} {fork}/ && chargen train --resume {fork / file.name}"
+    )
+
+
+def _reconcile_best(directory: Path, file: Path, state: TrainState) -> list[str]:
+    """Make best.pt agree with the best score the checkpoint we resume from records.
+
+    A run saves metrics, then last.pt, then best.pt (see _execute); a kill -9
+    between the last two leaves a best.pt older than the best score last.pt
+    records. The best score was then reached at last.pt's own step, so last.pt
+    is the best checkpoint: copy it. Returns notes for the user.
+    """
+    best = directory / checkpoint.BEST
+    if file.name != checkpoint.LAST or not math.isfinite(state.best_val):
+        return []
+    try:
+        recorded = checkpoint.load(best)["state"]["best_val"] if best.is_file() else None
+    except (CheckpointError, KeyError, TypeError):
+        recorded = None
+    if recorded == state.best_val:
+        return []
+    best_steps = [step for step, _, val in state.history if val is not None and val == state.best_val]
+    if best_steps and best_steps[-1] == state.step:
+        try:
+            with open(file, "rb") as source, atomic_write(best) as target:
+                shutil.copyfileobj(source, target)
+        except OSError as e:
+            raise CheckpointError(f"could not write checkpoint {best}: {e.strerror or e}") from e
+        return [f"restored {best} from {file.name} (the run was stopped before it was saved)"]
+    return [f"{best} does not hold the best validation score this run records; it is replaced at the next improvement"]
 
 
 def _refuse_changed_settings(file: Path, settings: dict, run_settings: dict) -> None:
@@ -261,11 +339,14 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
         train_seconds = max(time.perf_counter() - started - eval_seconds, 1e-9)
         info = info | {"tokens_per_s": (run.state.tokens - tokens_at_start) / train_seconds}
         if event == "eval" and writes:
+            # This order keeps the directory consistent after a kill -9 at any point:
+            # a metrics row ahead of last.pt is dropped on resume (the steps are redone),
+            # and a best.pt behind last.pt's best score is restored from last.pt.
+            _append_metrics(run, info)
             data = payload(run)
             checkpoint.save(data, last)
             if info["is_best"] or not math.isfinite(info["val_bits"]):
                 checkpoint.save(data, best)
-            _append_metrics(run, info)
         elif event == "stop" and info["interrupted"]:
             if writes:
                 checkpoint.save(payload(run), last)
@@ -303,7 +384,7 @@ def _write_metrics(path: Path, text: str, mode: str) -> None:
     try:
         with open(path, mode) as f:
             f.write(text)
-    except OSError as e:  # a full disk: say so in one line; last.pt was written before this
+    except OSError as e:  # a full disk: say so in one line
         raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
 
 

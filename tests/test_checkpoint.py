@@ -1,6 +1,9 @@
+import contextlib
+import errno
 import os
 import random
 import time
+import zipfile
 
 import pytest
 import torch
@@ -122,3 +125,89 @@ def test_checkpoints_get_the_mode_a_plain_open_would(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+class _FullDisk:
+    """A file that takes `room` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+@pytest.mark.parametrize("room", [0, 100, 5000])
+def test_disk_full_inside_torchs_zip_writer_is_one_clear_error(tmp_path, monkeypatch, room):
+    """torch.save turns the ENOSPC its writer hits into "RuntimeError: ... unexpected pos";
+    checkpoint.save still says "No space left on device" and keeps the previous file."""
+    vocab = Vocab.from_text("ab")
+    path = tmp_path / "last.pt"
+    checkpoint.save(_payload(tiny_model(vocab_size=2), vocab), path)
+    before = path.read_bytes()
+    real = checkpoint.atomic_write
+
+    @contextlib.contextmanager
+    def nearly_full(target, *args, **kwargs):
+        with real(target, *args, **kwargs) as f:
+            yield _FullDisk(f, room)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", nearly_full)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.save(_payload(tiny_model(vocab_size=2, seed=1), vocab), path)
+    message = str(caught.value)
+    assert "No space left on device" in message and "previous checkpoint is unchanged" in message, message
+    assert "\n" not in message and "inline_container" not in message
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_a_runtime_error_that_is_not_the_disk_is_not_disguised(tmp_path, monkeypatch):
+    def broken(obj, f):
+        raise RuntimeError("a bug in the payload")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="a bug in the payload"):
+        checkpoint.save({"model_state": {}}, tmp_path / "m.pt")
+    assert os.listdir(tmp_path) == []
+
+
+def _flip_a_byte_in(path, member_suffix: str, at: int = 9) -> None:
+    """Flip one bit of the stored bytes of an archive member, as a bad disk or copy would."""
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith(member_suffix))
+    data = bytearray(path.read_bytes())
+    local = member.header_offset  # the local header's own name and extra-field lengths (torch pads the extra field)
+    name_len, extra_len = (int.from_bytes(data[local + k : local + k + 2], "little") for k in (26, 28))
+    start = local + 30 + name_len + extra_len
+    data[start + at] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_with_one_flipped_byte_in_a_weight_is_refused(tmp_path):
+    vocab = Vocab.from_text("ab")
+    model = tiny_model(vocab_size=2)
+    path = tmp_path / "m.pt"
+    checkpoint.save(_payload(model, vocab), path)
+    storages = [n for n in zipfile.ZipFile(path).namelist() if "/data/" in n and not n.endswith("serialization_id")]
+    assert storages, "torch.save should store tensors as data/N members"
+    _flip_a_byte_in(path, storages[0].split("/", 1)[1])
+    with pytest.raises(CheckpointError, match=r"damaged \(data/\d+ fails its checksum\)") as caught:
+        checkpoint.load(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_new_run_dir_does_not_call_a_folder_of_other_files_a_run(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(CheckpointError, match="not empty and holds no run") as caught:
+        checkpoint.new_run_dir(str(folder), "corpus", force=False)
+    assert "a run already exists" not in str(caught.value)
+    assert sorted(os.listdir(folder)) == ["cat.jpg"]

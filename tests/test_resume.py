@@ -367,3 +367,181 @@ def test_a_run_being_trained_cannot_be_resumed_or_overwritten_by_another_process
     assert proc.returncode == 130
     r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "1"])  # the lock went with the process
     assert r.exit_code == 0, r.output
+
+
+def test_disk_full_inside_torchs_zip_writer_on_resume_and_on_a_new_run(tmp_path, monkeypatch):
+    """torch's zip writer reports ENOSPC as a RuntimeError ("unexpected pos"); chargen still says
+    "No space left on device" in one line, on a new run's first save and on --resume."""
+    run = make_run(tmp_path)
+    before = (run / "last.pt").read_bytes()
+
+    def torch_like(obj, f, *args, **kwargs):
+        """What torch.save does on a full disk: the OSError becomes the context of a RuntimeError."""
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", torch_like)
+    for args in (["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"],
+                 ["train", str(tmp_path / "tiny.txt"), "--out", str(tmp_path / "new"), "--steps", "3", *TINY_MODEL, *TINY_LAYOUT]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 1, r.output
+        errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0], r.stderr
+        assert "Traceback" not in r.output and "inline_container" not in r.stderr
+    assert (run / "last.pt").read_bytes() == before
+
+
+# -- a resume never destroys later work; a new budget replaces the old --------------------
+
+
+def test_resume_from_an_earlier_checkpoint_is_refused_and_changes_nothing(tmp_path):
+    """best.pt from step 4, last.pt at step 8: resuming from best.pt would rewind the run."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    run = tmp_path / "run"
+    args = ["train", str(corpus), "--steps", "8", "--eval-every", "4", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    # Make best.pt an earlier checkpoint, whatever the validation scores were.
+    payload = checkpoint.load(run / "last.pt")
+    payload["state"]["step"] = 4
+    checkpoint.save(payload, run / "best.pt")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run / "best.pt"), "--steps", "12"])
+    assert r.exit_code == 1, r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "earlier checkpoint (step 4)" in errors[0] and "step 8" in errors[0], r.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # Resuming the run itself, or a checkpoint as recent as last.pt, is fine.
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run / "last.pt"), "--steps", "9"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 9
+
+
+def test_a_new_budget_on_resume_replaces_the_old_one(tmp_path):
+    """A run started with --minutes, resumed with --steps N, trains to N steps (the minutes no longer count)."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--minutes", "0.0001", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT])
+    assert r.exit_code == 0, r.output
+    first = checkpoint.load(run / "last.pt")["state"]["step"]
+    assert first < 100
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "100"])
+    assert r.exit_code == 0, r.output
+    payload = checkpoint.load(run / "last.pt")
+    assert payload["state"]["step"] == 100
+    assert payload["train_config"]["minutes"] is None and payload["train_config"]["steps"] == 100
+    # --eval-every alone keeps the budget the run has.
+    r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--eval-every", "3"])
+    assert r.exit_code == 0, r.output
+    assert "already spent its budget" in r.stderr
+    assert checkpoint.load(run / "last.pt")["train_config"]["steps"] == 100
+
+
+# -- a kill -9 at any point leaves a consistent run directory ------------------------------
+
+
+class Killed(BaseException):
+    """Stands for a kill -9: raised instead of one durable write, it ends the process's work there."""
+
+
+def test_kill_at_any_write_leaves_a_consistent_run_that_resumes_exactly(tmp_path, monkeypatch):
+    """Every durable write of a run (metrics rows, last.pt, best.pt) is, in turn, the one a kill -9
+    prevents. After each, --resume restores best.pt and the metrics rows, and ends like a run never killed."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    model_options = dict(cell="lstm", num_layers=1, hidden_size=16, embed_dim=8, dropout=0.0)
+
+    def config():
+        return TrainConfig(steps=9, eval_every=3, seq_len=16, batch_size=4, lr_min=1)
+
+    reference = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "ref"), device="cpu")
+    runs.execute(reference)
+    writes = []
+    real_save, real_metrics = checkpoint.save, runs._write_metrics
+
+    def counting(real, name):
+        def write(*args, **kwargs):
+            writes.append(name)
+            if len(writes) == kill_at:
+                raise Killed
+            return real(*args, **kwargs)
+        return write
+
+    monkeypatch.setattr(checkpoint, "save", counting(real_save, "checkpoint"))
+    monkeypatch.setattr(runs, "_write_metrics", counting(real_metrics, "metrics"))
+    kill_at = 0
+    runs.execute(runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "count"), device="cpu"))
+    total = len(writes)
+    assert total >= 9, writes  # header, step-0 save, then per validation: row, last.pt, best.pt (if better)
+
+    expected_rows = [(r["step"], r["val_bits"]) for r in runs.read_metrics(tmp_path / "ref")]
+    expected = checkpoint.load(tmp_path / "ref" / "last.pt")
+    for kill_at in range(3, total + 1):  # 1 and 2 (header, step-0 save) leave nothing to resume
+        writes.clear()
+        run_dir = tmp_path / f"killed-{kill_at}"
+        with pytest.raises(Killed):
+            runs.execute(runs.new_run([str(corpus)], model_options, config(), out=str(run_dir), device="cpu"))
+        writes.clear()
+        kill_at_now, kill_at = kill_at, 0
+        runs.execute(runs.resume_run(str(run_dir), {}, device="cpu"))
+        kill_at = kill_at_now
+        last, best = checkpoint.load(run_dir / "last.pt"), checkpoint.load(run_dir / "best.pt")
+        assert [(r["step"], r["val_bits"]) for r in runs.read_metrics(run_dir)] == expected_rows, kill_at
+        assert best["state"]["best_val"] == last["state"]["best_val"] == expected["state"]["best_val"], kill_at
+        assert_same_parameters(expected["model_state"], last["model_state"])
+
+
+# -- --resume auto: one command line for the first start and every restart ----------------
+
+
+def test_resume_auto_starts_then_resumes_with_the_same_command_line(tmp_path):
+    """The same command, run three times: it starts the run, goes on with it, and then has nothing to do;
+    the result equals one uninterrupted run."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=300)
+    run = tmp_path / "run"
+    common = [str(corpus), *TINY_MODEL, *TINY_LAYOUT, "--eval-every", "5", "--lr-min", "1"]
+    r = CliRunner().invoke(cli, ["train", *common, "--steps", "20", "--out", str(tmp_path / "ref")])
+    assert r.exit_code == 0, r.output
+
+    again = ["train", *common, "--steps", "20", "--out", str(run), "--resume", "auto"]
+    r = CliRunner().invoke(cli, ["train", *common, "--steps", "8", "--out", str(run), "--resume", "auto"])
+    assert r.exit_code == 0, r.output
+    assert "resuming" not in r.stderr and checkpoint.load(run / "last.pt")["state"]["step"] == 8
+    r = CliRunner().invoke(cli, again)
+    assert r.exit_code == 0, r.output
+    assert "at step 8" in r.stderr and "resuming" in r.stderr
+    assert "ignoring --out" not in r.stderr
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 20
+    r = CliRunner().invoke(cli, again)
+    assert r.exit_code == 0, r.output
+    assert "already spent its budget" in r.stderr
+    assert_same_parameters(model_state(tmp_path / "ref"), model_state(run))
+    assert [row["step"] for row in runs.read_metrics(run)] == [5, 8, 10, 15, 20]
+
+
+def test_resume_auto_needs_out_and_never_takes_a_folder_of_other_files(tmp_path):
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--resume", "auto", "--steps", "2"])
+    assert r.exit_code == 2 and "--resume auto needs --out DIR" in r.stderr, r.output
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("keep me")
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--resume", "auto", "--out", str(folder), "--steps", "2"])
+    assert r.exit_code == 1 and "not empty and holds no run" in r.stderr, r.output
+    assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+    r = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "nothing-here")])
+    assert r.exit_code == 2 and "no such run directory or checkpoint" in r.stderr, r.output
+
+
+def test_resume_auto_starts_again_a_run_killed_before_its_first_checkpoint(tmp_path):
+    """A kill during the step-0 save leaves an empty metrics file (and maybe a temporary file): nothing to lose."""
+    corpus = write_corpus(tmp_path / "tiny.txt", words=200)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    (run / ".last.pt.x1y2.tmp").write_bytes(b"PK\x03\x04 cut short")
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--resume", "auto", "--out", str(run), "--steps", "3",
+                                 *TINY_MODEL, *TINY_LAYOUT])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 3
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
