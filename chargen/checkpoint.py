@@ -23,7 +23,7 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import torch
 
@@ -158,6 +158,24 @@ def build_model(payload: dict) -> tuple[CharRNN, Vocab]:
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the checkpoint's model does not match its config: {e}") from e
     return model.eval(), vocab
+
+
+class Loaded(NamedTuple):
+    """A checkpoint read from disk and the model built from it."""
+
+    file: Path  # the checkpoint file itself (a run directory resolves to its best.pt or last.pt)
+    payload: dict  # everything the file holds (see the module docstring)
+    model: CharRNN  # on the CPU, in eval mode
+    vocab: Vocab
+
+
+def load_model(path: str | os.PathLike | None, which: str = BEST) -> Loaded:
+    """The one way to load a model from a path: a checkpoint file, a run directory
+    (its `which` checkpoint, falling back to the other) or None (the latest run)."""
+    file = resolve(path, which=which)
+    payload = load(file)
+    model, vocab = build_model(payload)
+    return Loaded(file, payload, model, vocab)
 
 
 # -- run directories ----------------------------------------------------------

@@ -24,6 +24,7 @@ from chargen import __version__, checkpoint
 from chargen.atomic import atomic_write
 from chargen.batching import batchify, fit_layout, num_windows
 from chargen.corpus import Corpus, load_corpus
+from chargen.device import resolve_device
 from chargen.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
@@ -47,15 +48,6 @@ class Run:
     device: torch.device
     notes: list[str]  # warnings for the user (a shrunk window, skipped files)
     world: World = World()  # the processes training together; only rank 0 writes to disk
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ChargenError("--device cuda was asked for, but no CUDA GPU is available")
-    return torch.device(name)
 
 
 SMALL_CORPUS_TOKENS = 500_000  # below this, the default model memorizes within minutes
@@ -162,10 +154,8 @@ def resume_run(
     that differ from the run's are refused, naming each difference, since the
     run keeps the shape and settings it was started with.
     """
-    file = checkpoint.resolve(path, which=checkpoint.LAST)
-    payload = checkpoint.load(file)
+    file, payload, model, vocab = checkpoint.load_model(path, which=checkpoint.LAST)
     _refuse_rewind(file, payload)
-    model, vocab = checkpoint.build_model(payload)
     config = TrainConfig.from_dict(payload.get("train_config", {}))
     _refuse_changed_settings(file, settings or {}, model.config.to_dict() | config.to_dict())
     if any(overrides.get(key) is not None for key in BUDGETS):
