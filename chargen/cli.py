@@ -7,12 +7,11 @@ text. Every expected failure is one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import signal
 import sys
-import time
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Optional
 
 import click
@@ -20,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from chargen import __version__, checkpoint, display
-from chargen.errors import ChargenError
+from chargen import __version__, display
+from chargen.errors import ArgumentError, ChargenError
 
 err = Console(stderr=True, highlight=False)
 
@@ -45,9 +44,28 @@ class ChargenGroup(click.Group):
         except (click.Abort, KeyboardInterrupt):
             click.echo("Aborted.", err=True)
             sys.exit(130)
-        except BrokenPipeError:  # `chargen sample | head`: the reader left; that is fine
-            sys.stderr.close()
-            sys.exit(0)
+
+    def invoke(self, ctx: click.Context):
+        # Caught here, inside click: click's own main() would turn a broken pipe into exit 1.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # `chargen sample | head`: the reader left, which is fine
+            _leave_quietly_after_broken_pipe()
+
+
+def _leave_quietly_after_broken_pipe() -> None:
+    """Exit 0 without a word, as Unix tools do when the reader of their output goes away.
+
+    stdout is pointed at /dev/null first: otherwise Python's final flush of the
+    text still buffered for the closed pipe fails again at exit (see the Python
+    docs, "Note on SIGPIPE").
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner's capture)
+        pass
+    sys.exit(0)
 
 
 def build(cls, **options):
@@ -323,17 +341,21 @@ def _print_summary(run, reporter: _Reporter, single_process_rate: Optional[float
 @click.option("--seed", type=int, help="Random seed (default: fresh randomness each time).")
 @click.option("--stop", help="End a text sample when it generates this text (not included).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Music: generate this much music instead of --length tokens.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Music: generate this much new music (see above for --length).")
 @click.option("--prime-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
 @click.option("--tempo", type=click.FloatRange(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
 @click.option("--program", type=click.IntRange(0, 127), help="Music: play every pitched part with this General MIDI program.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, device, **options):
+def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, device,
+           temperature, top_k, top_p, length, num_samples):
     """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
     directory (its best checkpoint); omitted, the latest run under ./checkpoints.
 
     A text model prints to stdout; a music model writes .mid files (--out, or
-    its run directory) and draws a piano roll.
+    its run directory) and draws a piano roll. With --seconds, a music sample
+    ends at that much new music or, if --length is given too, at --length
+    tokens, whichever comes first.
+    --stop understands \\n, \\t, \\\\ and \\xNN escapes.
 
     \b
     Example:
@@ -342,124 +364,98 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
       chargen sample --num-samples 4 --stop "\\n\\n" --seed 7
       chargen sample checkpoints/bach-20261121-120000 --seconds 30 --out song.mid
     """
-    import torch
+    from chargen import api
 
-    from chargen.run import resolve_device
-
-    if seconds is not None:
-        options["length"] = 1_000_000  # bounded by --seconds instead
-    config = build(_sample_config(), **options)
-    file = checkpoint.resolve(checkpoint_path)
-    model, vocab = checkpoint.build_model(checkpoint.load(file))
-    model.to(resolve_device(device))
-    generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(6), "little"))
-    if vocab.kind == "midi":
-        _sample_music(model, vocab, config, generator, file, prime, prime_seconds, seconds, tempo, program, out)
-        return
-    for name, value in (("--seconds", seconds), ("--tempo", tempo), ("--program", program)):
-        if value is not None:
-            raise click.UsageError(f"{name} is for music models; this is a text model")
-    _sample_text(model, vocab, config, generator, prime, stop, out)
+    given = _given_on_command_line(click.get_current_context())
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=num_samples)
+    with _named_options(SAMPLE_OPTIONS):
+        model = api.load(checkpoint_path, device=device)
+        if model.kind == "midi":
+            if stop is not None:
+                raise ArgumentError("stop", "is for text models; this is a music model")
+            _sample_music(model, options, prime, prime_seconds, seconds, tempo, program, out,
+                          length=length if "length" in given else None)
+        else:
+            for name, value in (("seconds", seconds), ("tempo", tempo), ("program", program)):
+                if value is not None:
+                    raise ArgumentError(name, "is for music models; this is a text model")
+            _sample_text(model, options, prime, length, _unescape(stop), out)
 
 
-def _sample_config():
-    from chargen.sample import SampleConfig
+# The Python parameter behind each sample option, for errors that name the option.
+SAMPLE_OPTIONS = {"prime": "--prime", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
+                  "length": "--length", "n": "--num-samples", "seed": "--seed", "stop": "--stop", "out": "--out",
+                  "seconds": "--seconds", "prime_seconds": "--prime-seconds", "tempo": "--tempo",
+                  "program": "--program", "device": "--device", "batch_size": "--batch-size"}
 
-    return SampleConfig
+
+@contextmanager
+def _named_options(options: dict[str, str]):
+    """Turn the library's ArgumentError ("temperature must be ...") into a usage error
+    that names the option the user typed ("--temp must be ...")."""
+    try:
+        yield
+    except ArgumentError as e:
+        raise click.UsageError(f"{options.get(e.parameter, e.parameter)} {e.reason}") from e
 
 
-def _sample_text(model, vocab, config, generator, prime, stop, out) -> None:
-    from chargen.sample import generate_text
+_ESCAPES = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\"}
 
-    if prime:
-        _refuse_midi_prime(prime)
-        prime = prime.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        missing = vocab.missing(prime)
-        if missing:
-            shown = ", ".join(repr(c) for c in missing[:20])
-            raise click.UsageError(f"--prime has characters the model's vocabulary lacks: {shown}")
-    start = prime or _default_prime(vocab)
-    texts = [prime or "" for _ in range(config.num_samples)]
-    stream = config.num_samples == 1 and out is None
-    if stream:
-        click.echo(texts[0], nl=False)
-    for pieces in generate_text(model, vocab, start, config, generator, stop=stop):
-        if stream:
-            click.echo(pieces[0], nl=False)
+
+def _unescape(text: Optional[str]) -> Optional[str]:
+    r"""Read \n, \t, \r, \0, \\, \xNN and \uNNNN in an option as the characters they name,
+    since a shell passes "\n" as a backslash and an n; any other backslash stays as typed."""
+    if text is None:
+        return None
+
+    def one(match: re.Match) -> str:
+        code = match.group(1)
+        if code[0] in "xu" and len(code) > 1:
+            return chr(int(code[1:], 16))
+        return _SIMPLE_ESCAPES.get(code, match.group(0))
+
+    return _ESCAPES.sub(one, text)
+
+
+def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: Optional[str], out) -> None:
+    from chargen import output
+
+    paths = output.sample_paths(out, options["n"], "text", model.file)  # checked before any work
+    prime = (prime or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # undecodable argv bytes
+    pieces = model.stream(prime, length=length, stop=stop, **options)
+    if paths is None and options["n"] == 1:  # one sample to the terminal: show it as it comes
+        click.echo(prime, nl=False)
+        for piece in pieces:
+            click.echo(piece, nl=False)
             sys.stdout.flush()
-        for i, piece in enumerate(pieces):
-            texts[i] += piece
-    if stream:
         click.echo()
-    elif out is None:
+        return
+    texts = [prime] * options["n"]
+    for step in ([p] for p in pieces) if options["n"] == 1 else pieces:
+        texts = [text + piece for text, piece in zip(texts, step)]
+    if paths is None:
         for i, text in enumerate(texts):
             err.print(f"[dim]── sample {i + 1} of {len(texts)} ──[/]")
             click.echo(text)
     else:
-        for path, text in zip(_numbered(out, len(texts)), texts):
-            _write_text_atomic(path, text)
+        for path, text in zip(paths, texts):
+            output.write_text(path, text)
             err.print(f"wrote {escape(str(path))}")
 
 
-def _refuse_midi_prime(prime: str) -> None:
-    from chargen import midi
+def _sample_music(model, options: dict, prime, prime_seconds, seconds, tempo, program, out, length) -> None:
+    from chargen import midi, output
 
-    if os.path.isfile(prime) and (prime.lower().endswith(midi.MIDI_EXTENSIONS) or midi.is_midi_file(prime)):
-        raise click.UsageError(f"--prime {prime} is a MIDI file, but this is a text model; prime it with text")
-
-
-def _sample_music(model, vocab, config, generator, file, prime, prime_seconds, seconds, tempo, program, out) -> None:
-    from chargen import midi
-    from chargen.sample import generate_music
-
-    if prime is None:
-        prime_tokens = [midi.PIECE_TOKEN]
-    elif not os.path.isfile(prime):
-        raise click.UsageError("a music model's --prime must be a MIDI file to continue")
-    else:
-        prime_tokens = midi.read_prime(prime, prime_seconds)
-    samples = generate_music(model, vocab, prime_tokens, config, generator, seconds=seconds)
-    if out is None:
-        folder = file.parent / "samples"
-        folder.mkdir(exist_ok=True)
-        out = str(folder / f"sample-{time.strftime('%Y%m%d-%H%M%S')}.mid")
-    if not out.lower().endswith(midi.MIDI_EXTENSIONS):
-        raise click.UsageError(f"--out {out}: a music model writes MIDI; name the file .mid")
-    for i, (path, tokens) in enumerate(zip(_numbered(out, len(samples)), samples)):
-        song = midi.decode_tokens(tokens, tempo_bpm=tempo, program=program)
+    paths = output.sample_paths(out, options["n"], "midi", model.file)  # checked before any work
+    songs = model.generate(prime, length=length, seconds=seconds, prime_seconds=prime_seconds, tempo=tempo,
+                           program=program, **options)
+    for i, (path, song) in enumerate(zip(paths, songs if options["n"] > 1 else [songs])):
         midi.write_midi(song, path)
         notes = midi.piano_roll(song)
-        err.print(f"wrote {escape(str(path))}: {len(notes)} notes, {song.length:.1f} s, {len(tokens)} tokens")
+        err.print(f"wrote {escape(str(path))}: {len(notes)} notes, {song.length:.1f} s")
         if i == 0:
             err.print(display.piano_roll(notes, width=_roll_width(err)))
-
-
-def _default_prime(vocab) -> str:
-    """Without a prime, start as a fresh line would: a newline if the vocabulary has one."""
-    return "\n" if "\n" in vocab.index else vocab.tokens[0]
-
-
-def _numbered(path: str, n: int) -> list[Path]:
-    p = Path(path)
-    return [p] if n == 1 else [p.with_name(f"{p.stem}-{i}{p.suffix}") for i in range(1, n + 1)]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    from chargen.atomic import atomic_write
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise ChargenError(f"could not write {path}: {e.strerror or e}") from e
-
-
-def _load_model(path: Optional[str], which: str = checkpoint.BEST):
-    file = checkpoint.resolve(path, which=which)
-    payload = checkpoint.load(file)
-    model, vocab = checkpoint.build_model(payload)
-    return model, vocab, payload
 
 
 # -- eval -------------------------------------------------------------------------------
@@ -476,18 +472,16 @@ def eval_command(checkpoint_path, file, batch_size):
     Example:
       chargen eval checkpoints/tinyshakespeare-20261121-120000 held_out.txt
     """
-    from chargen.corpus import load_corpus
-    from chargen.train import evaluate
+    from chargen import api
 
-    model, vocab, payload = _load_model(checkpoint_path)
-    corpus = load_corpus([file], format=vocab.kind, val_frac=0.0, vocab=vocab if vocab.kind == "text" else None)
-    seq_len = payload.get("train_config", {}).get("seq_len", 128)
-    bits = evaluate(model, corpus.train, batch_size, seq_len)
-    if math.isnan(bits):
-        raise ChargenError(f"{file}: too short to evaluate (fewer than 2 tokens)")
-    unit = "character" if vocab.kind == "text" else "token"
-    err.print(f"{len(corpus.train):,} tokens")
-    click.echo(f"{bits:.4f} bits per {unit}")
+    with _named_options(SAMPLE_OPTIONS | {"file": "FILE"}):
+        model = api.load(checkpoint_path)
+        score = model.score_file(file, batch_size=batch_size)
+    for path, reason in score.skipped:
+        err.print(f"[yellow]note:[/] skipped {escape(str(path))}: {escape(reason)}")
+    unit = "character" if model.kind == "text" else "token"
+    err.print(f"{score.tokens:,} tokens")
+    click.echo(f"{score.bits:.4f} bits per {unit}")
 
 
 # -- info -------------------------------------------------------------------------------
@@ -505,20 +499,11 @@ def info(checkpoint_path, as_json):
     """
     import json
 
-    model, vocab, payload = _load_model(checkpoint_path)
-    state = payload.get("state", {})
-    facts = {
-        "model": payload["model_config"],
-        "vocab": {"kind": vocab.kind, "size": len(vocab)},
-        "parameters": model.num_parameters(),
-        "step": state.get("step", 0),
-        "epoch": state.get("epoch", 0),
-        "tokens_seen": state.get("tokens", 0),
-        "training_seconds": state.get("elapsed", 0.0),
-        "best_val_bits": state.get("best_val") if math.isfinite(state.get("best_val", math.inf)) else None,
-        "train": payload.get("train_config", {}),
-        "corpus": payload.get("corpus", {}),
-    }
+    from chargen import api
+
+    model = api.load(checkpoint_path)
+    facts = model.info()
+    vocab = model.vocab
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
@@ -529,9 +514,10 @@ def info(checkpoint_path, as_json):
         ("model", f"{m['cell']} {m['num_layers']} x {m['hidden_size']}, embedding {m['embed_dim']}, dropout {m['dropout']}"),
         ("parameters", f"{facts['parameters']:,}"),
         ("vocabulary", f"{vocab.kind}, {len(vocab)} tokens"),
-        ("trained", f"{facts['step']:,} steps, {facts['epoch']} epochs, {facts['tokens_seen']:,} tokens, "
+        ("trained", f"{facts['step']:,} steps, {facts['epoch']:.2f} epochs, {facts['tokens_seen']:,} tokens, "
                     f"{display.format_duration(facts['training_seconds'])}"),
-        ("best val", f"{display.format_bits(facts['best_val_bits'])} bits/{unit}"),
+        ("best val", f"{display.format_bits(facts['best_val_bits'])} bits/{unit}"
+                     + (f" at step {facts['best_step']:,}" if facts["best_step"] is not None else "")),
         ("corpus", ", ".join(facts["corpus"].get("files", [])[:3]) or "–"),
     ]
     train_cfg = facts["train"]
@@ -546,7 +532,7 @@ def info(checkpoint_path, as_json):
         for group, example, count in midi.describe_tokens():
             rows.append((f"  {group}", f"{count:>4}  {escape(example)}"))
     out.print(display.key_value_table(escape(str(checkpoint_path)), rows))
-    history = state.get("history", [])
+    history = facts["history"]
     if history:
         series = {
             "train": [(h[0], h[1]) for h in history],

@@ -24,3 +24,17 @@ class CheckpointError(ChargenError):
 
 class TrainingError(ChargenError):
     """Training cannot go on: the loss diverged, or the run directory is unusable."""
+
+
+class ArgumentError(ChargenError, ValueError):
+    """An argument's value is out of range or does not fit the model (a prime the vocabulary
+    lacks, a music option for a text model).
+
+    `parameter` names the Python argument ("temperature"), so the CLI can name its own
+    option ("--temp") instead; the message reads "<parameter> <reason>". It is also a
+    ValueError, as Python callers expect of a bad value.
+    """
+
+    def __init__(self, parameter: str, reason: str):
+        super().__init__(f"{parameter} {reason}")
+        self.parameter, self.reason = parameter, reason

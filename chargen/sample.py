@@ -23,6 +23,10 @@ from chargen.vocab import Vocab
 
 
 PARALLEL_STREAMS = 16  # from this many streams up, sampling steps run the model itself, on all threads
+# Below this temperature, choose() shifts the logits before dividing, so they cannot overflow.
+# Not always: the shift changes float rounding, and seeded samples at ordinary temperatures
+# stay the same as they always were.
+SHIFT_BELOW_TEMPERATURE = 1e-3
 
 
 @dataclass
@@ -70,6 +74,11 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: Optional[torch
     """One token id per row of logits (B, V), drawn as `config` says."""
     if config.temperature == 0:
         return logits.argmax(dim=-1)
+    if config.temperature < SHIFT_BELOW_TEMPERATURE:
+        # logits / 1e-45 overflows to inf, and softmax of inf is NaN. Shifted so the largest
+        # logit is 0, the division can only push the others towards -inf: an exact, finite
+        # distribution for every positive temperature.
+        logits = logits - logits.max(dim=-1, keepdim=True).values
     logits = filter_logits(logits.float() / config.temperature, config.top_k, config.top_p)
     # Inverse-CDF draw: one uniform number per row, located in the cumulative probabilities.
     # Same distribution as torch.multinomial, which validates its input first and measured
@@ -165,18 +174,27 @@ def generate(
     prime: torch.Tensor,
     config: SampleConfig,
     generator: Optional[torch.Generator] = None,
+    start: Optional[tuple[Hidden, torch.Tensor]] = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the (num_samples,) token ids drawn at each step, `config.length` times.
 
-    `prime` holds at least one token id; every sample starts from it.
+    Every sample reads `prime` (token ids) first. Without `start` the model begins
+    from a zero state and the prime must hold at least one token; with `start`, a
+    (hidden, logits) pair of one stream that has already read some text (see
+    read()), it goes on from there. `start` is never modified.
     """
-    assert prime.dim() == 1 and len(prime) > 0, "the prime must hold at least one token"
+    assert prime.dim() == 1 and (len(prime) > 0 or start is not None), "the prime must hold at least one token"
     model.eval()
     device = next(model.parameters()).device
     B = config.num_samples
-    hidden = model.init_hidden(B)
-    logits, hidden = model(prime.to(device).unsqueeze(0).expand(B, -1), hidden)  # (B, T, V)
-    logits = logits[:, -1]
+    if start is None:
+        hidden = model.init_hidden(B)
+        logits, hidden = model(prime.to(device).unsqueeze(0).expand(B, -1), hidden)  # (B, T, V)
+        logits = logits[:, -1]
+    else:
+        hidden, logits = _expand(start[0], B), start[1].expand(B, -1)  # FusedStep copies the hidden state it updates
+        if len(prime):
+            logits, hidden = read(model, prime.to(device).unsqueeze(0).expand(B, -1), hidden)
     if B < PARALLEL_STREAMS:
         # Few streams: per-call overhead dominates, so every later token runs through the
         # hand-fused step, on one thread: its products take microseconds, and waking a second
@@ -196,6 +214,22 @@ def generate(
             yield ids
             logits, hidden = model(ids.unsqueeze(1), hidden)
             logits = logits[:, -1]
+
+
+@torch.inference_mode()
+def read(model: CharRNN, ids: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+    """Run the model over token ids (B, T) from `hidden`: the logits (B, V) for the token
+    that comes next, and the new hidden state. Neither input is modified."""
+    model.eval()
+    logits, hidden = model(ids, hidden)
+    return logits[:, -1], hidden
+
+
+def _expand(hidden: Hidden, B: int) -> Hidden:
+    """A one-stream hidden state (L, 1, H) repeated for B streams (a copy when B > 1)."""
+    if isinstance(hidden, tuple):
+        return tuple(h.expand(-1, B, -1).contiguous() for h in hidden)
+    return hidden.expand(-1, B, -1).contiguous()
 
 
 @contextmanager
@@ -218,16 +252,17 @@ def generate_text(
     config: SampleConfig,
     generator: Optional[torch.Generator] = None,
     stop: Optional[str] = None,
+    start: Optional[tuple[Hidden, torch.Tensor]] = None,
 ) -> Iterator[list[str]]:
     """Yield, at each step, the new text of every sample ("" for one that has stopped).
 
     A sample ends at `stop` (which is not included). Text that might be the
     start of the stop string is held back until it is known not to be, so what
-    is yielded can be printed at once.
+    is yielded can be printed at once. `start` continues from a state, as in generate().
     """
     prime_ids = vocab.encode(prime)
     streams = [_StopFilter(stop) for _ in range(config.num_samples)]
-    for ids in generate(model, prime_ids, config, generator):
+    for ids in generate(model, prime_ids, config, generator, start=start):
         pieces = [s.feed(vocab.tokens[i]) for s, i in zip(streams, ids.tolist())]
         yield pieces
         if all(s.done for s in streams):
@@ -275,25 +310,26 @@ def generate_music(
 
     A sample ends when the model emits the piece-boundary token (the end of one
     piece is the start of the next), after `config.length` tokens, or, with
-    `seconds`, once it holds that much music.
+    `seconds`, once the new events (after the prime) hold that much music.
     """
-    from chargen import midi
+    from chargen.miditokens import PIECE_TOKEN, tokens_duration  # pure Python: no mido for sampling
 
     samples = [list(prime) for _ in range(config.num_samples)]
     done = [False] * config.num_samples
     prime_ids = vocab.encode(prime)
+    prime_seconds = tokens_duration(prime)  # --seconds counts the new music only
     check_every = 32  # measuring duration walks the whole list: do it now and then
     for step, ids in enumerate(generate(model, prime_ids, config, generator), start=1):
         for i, token in enumerate(vocab.decode(ids)):
             if done[i]:
                 continue
-            if token == midi.PIECE_TOKEN:
+            if token == PIECE_TOKEN:
                 done[i] = True
             else:
                 samples[i].append(token)
         if seconds is not None and step % check_every == 0:
             for i, sample in enumerate(samples):
-                done[i] = done[i] or midi.tokens_duration(sample) >= seconds
+                done[i] = done[i] or tokens_duration(sample) - prime_seconds >= seconds
         if all(done):
             break
     return samples

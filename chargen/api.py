@@ -1,0 +1,406 @@
+"""chargen from Python: load a trained model, generate, stream and score text.
+
+    >>> import chargen
+    >>> model = chargen.load("checkpoints/tinyshakespeare-20261121-120000")
+    >>> model.generate("ROMEO:", length=200, temperature=0.8, seed=1)   # the new text only
+    >>> for piece in model.stream("JULIET:", length=300):
+    ...     print(piece, end="")
+    >>> model.score("To be, or not to be")                               # bits per character
+
+Continuing a text costs the same per character however long the text already is: an
+RNN's whole past lives in its hidden state. `Model.prime_state` exposes that state,
+so a caller (an editor, a server) can read a text once and later feed only what was
+added to it:
+
+    >>> state = model.prime_state("ROMEO: I dreamt")      # read once
+    >>> state = model.prime_state(" a dream", state)      # only the new characters
+    >>> model.generate(length=80, state=state, seed=3)    # continue from there
+
+The CLI commands sample, eval and info are thin layers over this module; see
+docs/python-api.md for a walkthrough.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+
+from chargen import checkpoint
+from chargen.device import random_generator, resolve_device
+from chargen.errors import ArgumentError
+from chargen.model import CharRNN, Hidden, ModelConfig
+from chargen.sample import SampleConfig, generate, generate_music, generate_text, read
+from chargen.vocab import Vocab
+
+DEFAULT_LENGTH = 1000  # tokens generated when neither length nor seconds is given
+MAX_MUSIC_TOKENS = 1_000_000  # with seconds= and no length: a bound for a model that never moves time on
+DEFAULT_PRIME_SECONDS = 10.0  # how much of a MIDI prime a music model continues
+SHOWN_MISSING = 20  # characters listed in a "the vocabulary lacks" message
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def load(path: Optional[PathLike] = None, device: str = "cpu") -> "Model":
+    """Load a trained model from a checkpoint file or a run directory (its best.pt).
+
+    Without a path, the latest run under ./checkpoints. `device` is "cpu" (the
+    default, as for `chargen sample`: one stream of a small model samples fastest
+    there), "cuda" or "auto". Raises CheckpointError for a missing, truncated or
+    foreign file.
+    """
+    loaded = checkpoint.load_model(path)
+    return Model(loaded.model, loaded.vocab, device=device, file=loaded.file, payload=loaded.payload)
+
+
+@dataclass(frozen=True)
+class State:
+    """What a text model remembers after reading some text: enough to continue it.
+
+    Made by Model.prime_state and accepted by generate/stream/prime_state as
+    `state=`. Nothing ever writes into a State: every call that continues from one
+    works on copies, so one State can serve any number of calls, also at once
+    from several threads (a server's cache of recent primes relies on this).
+    """
+
+    hidden: Hidden  # the model's hidden state for one stream: (num_layers, 1, hidden_size), a pair for LSTM
+    logits: torch.Tensor  # (1, vocab_size): the model's scores for the character that comes next
+    length: int  # how many characters have been read into this state
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """What Model.score_file measured."""
+
+    bits: float  # bits per token (per character, for text)
+    tokens: int  # tokens scored
+    skipped: list  # (path, reason) for each file of a folder that could not be read
+
+
+class Model:
+    """A trained model with its vocabulary, ready to generate and score.
+
+    Attributes: `kind` ("text" or "midi"), `vocab`, `config` (the ModelConfig),
+    `device`, `file` (the checkpoint it came from, or None), `network` (the
+    torch module) and `train_config` (the training settings, a dict).
+    """
+
+    def __init__(self, network: CharRNN, vocab: Vocab, device: str = "cpu",
+                 file: Optional[Path] = None, payload: Optional[dict] = None):
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        self.vocab = vocab
+        self.file = file
+        self._payload = {k: v for k, v in (payload or {}).items() if k not in ("model_state", "optimizer_state")}
+
+    @property
+    def kind(self) -> str:
+        return self.vocab.kind
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+    @property
+    def train_config(self) -> dict:
+        return dict(self._payload.get("train_config", {}))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"<chargen.Model {self.kind} {c.cell} {c.num_layers}x{c.hidden_size}, "
+                f"vocab {len(self.vocab)}, {self.device}, {self.file}>")
+
+    # -- text: reading, generating, streaming ------------------------------------------
+
+    def prime_state(self, text: str, state: Optional[State] = None) -> State:
+        """The state after reading `text`, continuing `state` when given.
+
+        Feeding only new characters onto an earlier state equals reading the whole
+        text at once: ``prime_state(b, prime_state(a))`` continues like
+        ``prime_state(a + b)``. Without `state`, an empty text reads the default
+        start (a newline, when the vocabulary has one), as generate() does.
+        `state` is not modified.
+        """
+        self._require_text("prime_state")
+        text = self._check_prime(text)
+        if state is not None:
+            self._check_state(state)
+            if not text:
+                return state
+            hidden = state.hidden
+        else:
+            text = text or self._default_prime()
+            hidden = self.network.init_hidden(1)
+        ids = self.vocab.encode(text).to(self.device).unsqueeze(0)  # (1, T)
+        logits, hidden = read(self.network, ids, hidden)
+        return State(hidden=hidden, logits=logits, length=(state.length if state else 0) + len(text))
+
+    def generate(self, prime="", length: Optional[int] = None, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None, stop: Optional[str] = None,
+                 seed: Optional[int] = None, n: int = 1, state: Optional[State] = None,
+                 seconds: Optional[float] = None, prime_seconds: float = DEFAULT_PRIME_SECONDS,
+                 tempo: Optional[float] = None, program: Optional[int] = None):
+        """Generate `n` samples; one is returned as is, several as a list.
+
+        A text model returns the new text, without the prime: `length` characters
+        (default 1000), or fewer where a sample generated `stop` (not included).
+        With `state` (from prime_state), generation continues the text that state
+        has read, after reading `prime` onto it.
+
+        A music model returns mido.MidiFile objects. `prime` is then a MIDI file
+        to continue (its first `prime_seconds`; the file returned holds the prime
+        and the new music), `seconds` ends a sample once it holds that much new
+        music, `length` ends it after that many events, whichever comes first
+        (without `seconds` the default length is 1000 events), and `tempo` (BPM)
+        and `program` (General MIDI) rewrite the file's tempo and instruments.
+
+        temperature 0 is greedy; top_k and top_p filter the distribution first;
+        `seed` makes a sample repeatable (on the same device). Bad values raise
+        ArgumentError (a ValueError) naming the parameter.
+        """
+        if self.kind == "midi":
+            self._refuse_text_options(stop=stop, state=state)
+            return self._generate_music(prime, length, temperature, top_k, top_p, seed, n,
+                                        seconds, prime_seconds, tempo, program)
+        self._refuse_music_options(seconds=seconds, tempo=tempo, program=program)
+        texts = [""] * n
+        for pieces in self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state):
+            texts = [t + p for t, p in zip(texts, pieces)]
+        return texts[0] if n == 1 else texts
+
+    def stream(self, prime: str = "", length: Optional[int] = None, temperature: float = 1.0,
+               top_k: Optional[int] = None, top_p: Optional[float] = None, stop: Optional[str] = None,
+               seed: Optional[int] = None, n: int = 1, state: Optional[State] = None) -> Iterator:
+        """Like generate() for a text model, but yield the new text as it is generated.
+
+        With n == 1 each item is a non-empty str; with n > 1 each item is a list of
+        n strings (the new text of each sample at that step, "" for one that is
+        waiting or has stopped). Joined, the items give what generate() returns for
+        the same arguments and seed. Text that might begin the `stop` string is
+        held back until it is known not to, so every item can be shown at once.
+        """
+        self._require_text("stream")
+        pieces = self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state)
+        return _single(pieces) if n == 1 else pieces  # checked now; generated as the caller reads
+
+    def _text_pieces(self, prime, length, temperature, top_k, top_p, stop, seed, n, state) -> Iterator[list[str]]:
+        """Check every argument now, then return an iterator of each step's new text per sample."""
+        config = _sample_config(temperature, top_k, top_p, DEFAULT_LENGTH if length is None else length, n)
+        if stop is not None and not isinstance(stop, str):
+            raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
+        prime = self._check_prime(prime)
+        start = None
+        if state is not None:
+            self._check_state(state)
+            start = (state.hidden, state.logits)
+        elif not prime:
+            prime = self._default_prime()
+        generator = random_generator(self.device, seed)
+        return generate_text(self.network, self.vocab, prime, config, generator, stop=stop or None, start=start)
+
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def score(self, text: Union[str, Sequence[str]], batch_size: int = 1) -> float:
+        """Bits per character of `text` (per event token for a music model, given a token list).
+
+        The first character is the context for the second, and so on: a text of N
+        characters is scored on N - 1 predictions. batch_size > 1 cuts a long text
+        into that many streams scored side by side, each from a fresh state:
+        faster, and slightly pessimistic.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ArgumentError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
+        if self.kind == "text":
+            if not isinstance(text, str):
+                raise ArgumentError("text", f"must be a str for a text model, got {type(text).__name__}")
+            text = self._fit_to_vocabulary("text", text)
+        return self.score_ids(self.vocab.encode(text), batch_size)
+
+    def score_ids(self, ids: torch.Tensor, batch_size: int = 32) -> float:
+        """Bits per token of token ids (N,) under the model; see score()."""
+        from chargen.train import evaluate
+
+        if len(ids) < 2:
+            raise ArgumentError("text", f"is too short to score: it has {len(ids)} token(s), at least 2 are needed")
+        seq_len = int(self.train_config.get("seq_len", 128))
+        return evaluate(self.network, ids, batch_size, seq_len)
+
+    def score_file(self, path: PathLike, batch_size: int = 32) -> "FileScore":
+        """Bits per character (per token, for music) of a text file, or of a MIDI file or
+        folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
+        from chargen.corpus import load_corpus
+
+        corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0,
+                             vocab=self.vocab if self.kind == "text" else None)
+        if len(corpus.train) < 2:
+            raise ArgumentError("file", f"{path} is too short to score: it needs at least 2 tokens")
+        bits = self.score_ids(corpus.train, batch_size)
+        return FileScore(bits=bits, tokens=len(corpus.train), skipped=list(corpus.skipped))
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        """Plain facts about the model and its run, as `chargen info --json` prints them.
+
+        For a model loaded from a run, progress (step, epochs, tokens, time,
+        history) comes from the run's last.pt, which the run writes last, and the
+        best validation figure from its best.pt.
+        """
+        latest, best = self._payload, self._payload
+        if self.file is not None and self.file.name in (checkpoint.LAST, checkpoint.BEST):
+            run = self.file.parent
+            for name in (checkpoint.LAST, checkpoint.BEST):
+                other = run / name
+                if name != self.file.name and other.is_file():
+                    record = checkpoint.load(other)
+                    latest, best = (record, best) if name == checkpoint.LAST else (latest, record)
+        state, best_state = latest.get("state", {}), best.get("state", {})
+        best_val = best_state.get("best_val", math.inf)
+        return {
+            "checkpoint": None if self.file is None else str(self.file),
+            "model": self.config.to_dict(),
+            "vocab": {"kind": self.kind, "size": len(self.vocab)},
+            "parameters": self.network.num_parameters(),
+            "step": state.get("step", 0),
+            "epoch": _epochs(latest),
+            "tokens_seen": state.get("tokens", 0),
+            "training_seconds": state.get("elapsed", 0.0),
+            "best_val_bits": best_val if math.isfinite(best_val) else None,
+            "best_step": best_state.get("step") if math.isfinite(best_val) else None,
+            "history": [list(row) for row in state.get("history", [])],
+            "train": latest.get("train_config", {}),
+            "corpus": latest.get("corpus", {}),
+        }
+
+    # -- checks shared by every entry point -------------------------------------------
+
+    def _check_prime(self, prime) -> str:
+        """A text prime as the model can read it, or an ArgumentError saying why not."""
+        if isinstance(prime, os.PathLike) or (isinstance(prime, str) and _is_midi_path(prime)):
+            raise ArgumentError("prime", f"{os.fspath(prime)} is a MIDI file, but this is a text model; prime it with text")
+        if not isinstance(prime, str):
+            raise ArgumentError("prime", f"must be a str for a text model, got {type(prime).__name__}")
+        return self._fit_to_vocabulary("prime", prime)
+
+    def _fit_to_vocabulary(self, parameter: str, text: str) -> str:
+        """`text`, NFC-normalized when that is what makes it fit (e + combining accent -> é),
+        or an ArgumentError listing the characters the vocabulary lacks."""
+        missing = self.vocab.missing(text)
+        if not missing:
+            return text
+        composed = unicodedata.normalize("NFC", text)
+        if not self.vocab.missing(composed):
+            return composed
+        missing = self.vocab.missing(composed)
+        shown = ", ".join(repr(c) for c in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        raise ArgumentError(parameter, f"has characters the model's vocabulary lacks: {shown}{more}")
+
+    def _check_state(self, state) -> None:
+        if not isinstance(state, State):
+            raise ArgumentError("state", f"must be a State from prime_state(), got {type(state).__name__}")
+        if state.logits.shape != (1, len(self.vocab)) or state.logits.device != self.device:
+            raise ArgumentError("state", "belongs to another model (or another device)")
+
+    def _default_prime(self) -> str:
+        """Without a prime, start as a fresh line would: a newline if the vocabulary has one."""
+        return "\n" if "\n" in self.vocab.index else self.vocab.tokens[0]
+
+    def _require_text(self, what: str) -> None:
+        if self.kind != "text":
+            raise ArgumentError("model", f"is a music model; {what}() is for text models (use generate())")
+
+    def _refuse_music_options(self, **options) -> None:
+        for name, value in options.items():
+            if value is not None:
+                raise ArgumentError(name, "is for music models; this is a text model")
+
+    def _refuse_text_options(self, **options) -> None:
+        for name, value in options.items():
+            if value is not None:
+                raise ArgumentError(name, "is for text models; this is a music model")
+
+    # -- music ---------------------------------------------------------------------------
+
+    def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
+                        seconds, prime_seconds, tempo, program):
+        """MIDI files for n samples; every option is checked before any work."""
+        from chargen import midi
+
+        _check_positive("seconds", seconds)
+        _check_positive("prime_seconds", prime_seconds)
+        if tempo is not None and not (isinstance(tempo, (int, float)) and 1 <= tempo <= 1000):
+            raise ArgumentError("tempo", f"must be between 1 and 1000 BPM, got {tempo!r}")
+        if program is not None and not (isinstance(program, int) and 0 <= program <= 127):
+            raise ArgumentError("program", f"must be a General MIDI program, 0 to 127, got {program!r}")
+        if length is None:
+            length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
+        config = _sample_config(temperature, top_k, top_p, length, n)
+        if prime is None or prime == "":
+            prime_tokens = [midi.PIECE_TOKEN]
+        elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
+            prime_tokens = midi.read_prime(prime, prime_seconds)
+        else:
+            raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
+        generator = random_generator(self.device, seed)
+        samples = generate_music(self.network, self.vocab, prime_tokens, config, generator, seconds=seconds)
+        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program) for tokens in samples]
+        return songs[0] if n == 1 else songs
+
+
+def _sample_config(temperature, top_k, top_p, length, n) -> SampleConfig:
+    """A SampleConfig, or an ArgumentError naming the parameter that is out of range."""
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
+        raise ArgumentError("temperature", f"must be a finite number >= 0 (0 is greedy), got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ArgumentError("top_k", f"must be an integer >= 1, got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ArgumentError("top_p", f"must be in (0, 1], got {top_p!r}")
+    if not isinstance(length, int) or length < 0:
+        raise ArgumentError("length", f"must be an integer >= 0, got {length!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ArgumentError("n", f"must be an integer >= 1, got {n!r}")
+    return SampleConfig(temperature=float(temperature), top_k=top_k, top_p=top_p, length=length, num_samples=n)
+
+
+def _epochs(record: dict) -> float:
+    """Passes over the training data a checkpoint has made, fractions included (0.22, not 0).
+
+    A pass is the number of windows corpus.batchify and num_windows cut the training
+    tokens into: columns = tokens // batch_size, windows = ceil((columns - 1) / seq_len).
+    """
+    state, train, corpus = record.get("state", {}), record.get("train_config", {}), record.get("corpus", {})
+    epoch, window = state.get("epoch", 0), state.get("window", 0)
+    try:
+        columns = corpus["train_tokens"] // train["batch_size"]
+        windows = -(-(columns - 1) // train["seq_len"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return float(epoch)
+    return epoch + window / windows if windows > 0 else float(epoch)
+
+
+def _single(pieces: Iterator[list[str]]) -> Iterator[str]:
+    """The non-empty pieces of a one-sample stream, as plain strings."""
+    for (piece,) in pieces:
+        if piece:
+            yield piece
+
+
+def _check_positive(name: str, value) -> None:
+    if value is not None and (not isinstance(value, (int, float)) or not 0 < value < math.inf):
+        raise ArgumentError(name, f"must be a finite number > 0, got {value!r}")
+
+
+def _is_midi_path(text: str) -> bool:
+    """Whether a text prime is really the path of a MIDI file (a likely mix-up)."""
+    if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
+        return False
+    from chargen import midi  # only now: a text model never needs mido
+
+    return text.lower().endswith(midi.MIDI_EXTENSIONS) or midi.is_midi_file(text)

@@ -1,0 +1,259 @@
+"""The Python API: load, generate, stream, score, and the state hook for continuing a text."""
+
+import math
+import unicodedata
+
+import mido
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+
+import chargen
+from chargen import device as devices
+from chargen.cli import cli
+from chargen.sample import SampleConfig, generate
+from conftest import TINY_TEXT, TINY_TRAIN_ARGS
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny text run trained for 10 steps (shared: the tests here only read it)."""
+    folder = tmp_path_factory.mktemp("api")
+    corpus = folder / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--steps", "10", *TINY_TRAIN_ARGS,
+                                      "--out", str(folder / "run")])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return chargen.load(run)
+
+
+PARALLEL_OR_MORE = 16  # chargen.sample.PARALLEL_STREAMS: many streams run the model, not the fused step
+
+
+def state_tensors(state):
+    hidden = state.hidden if isinstance(state.hidden, tuple) else (state.hidden,)
+    return [t.clone() for t in (*hidden, state.logits)]
+
+
+def test_load_knows_its_vocabulary_kind_config_and_device(run, model):
+    assert model.kind == "text" and model.vocab.kind == "text"
+    assert set(TINY_TEXT) == set(model.vocab.tokens)
+    assert model.config.hidden_size == 16 and model.config.num_layers == 1
+    assert model.device == torch.device("cpu")
+    assert model.file == run / "best.pt"
+    assert model.train_config["seq_len"] == 16
+    assert chargen.load(run / "last.pt").file == run / "last.pt"
+
+
+def test_generate_is_what_the_cli_prints_and_what_the_sampler_draws(run, model):
+    """The same seed gives the same text through the API, the CLI and the low-level sampler."""
+    text = model.generate("All:", length=60, seed=3)
+    assert len(text) == 60
+    result = CliRunner().invoke(cli, ["sample", str(run), "--prime", "All:", "--length", "60", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "All:" + text + "\n"
+    ids = generate(model.network, model.vocab.encode("All:"), SampleConfig(length=60),
+                   torch.Generator().manual_seed(3))
+    assert model.vocab.decode(torch.cat(list(ids))) == text
+    assert model.generate("All:", length=60, seed=4) != text
+
+
+def test_generate_without_a_prime_starts_a_fresh_line(model):
+    assert model.generate(length=40, seed=1) == model.generate("", length=40, seed=1, state=model.prime_state("\n"))
+
+
+def test_several_samples_come_as_a_list(model):
+    texts = model.generate("All:", length=30, seed=5, n=3)
+    assert isinstance(texts, list) and len(texts) == 3 and all(len(t) == 30 for t in texts)
+    assert len(set(texts)) == 3
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_stream_yields_what_generate_returns(model, n):
+    pieces = list(model.stream("First", length=80, seed=2, n=n, stop="e"))
+    expected = model.generate("First", length=80, seed=2, n=n, stop="e")
+    if n == 1:
+        assert all(isinstance(p, str) and p for p in pieces)
+        assert "".join(pieces) == expected
+    else:
+        assert ["".join(step[i] for step in pieces) for i in range(n)] == expected
+    assert all("e" not in t for t in ([expected] if n == 1 else expected))
+
+
+def test_stream_checks_its_arguments_before_the_first_piece(model):
+    with pytest.raises(chargen.ArgumentError) as e:
+        model.stream("All:", temperature=-1)  # not iterated: the error comes at the call
+    assert e.value.parameter == "temperature"
+
+
+@settings(max_examples=15, deadline=None)
+@given(cut=st.integers(min_value=1, max_value=60), second_cut=st.integers(min_value=0, max_value=60))
+def test_prime_state_in_pieces_equals_reading_the_whole_text(model, cut, second_cut):
+    text = TINY_TEXT[:61]
+    a, b, c = text[:cut], text[cut:max(cut, second_cut)], text[max(cut, second_cut):]
+    whole = model.prime_state(text)
+    pieces = model.prime_state(c, model.prime_state(b, model.prime_state(a)))
+    assert pieces.length == whole.length == len(text)
+    for got, expected in zip(state_tensors(pieces), state_tensors(whole)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert model.generate(length=30, seed=9, state=pieces) == model.generate(length=30, seed=9, state=whole)
+
+
+def long_memory_model(cell: str, vocab) -> chargen.Model:
+    """An untrained model with large weights: what it writes depends on everything it has
+    read, so a continuation that lost its state shows (the 10-step run barely remembers)."""
+    from conftest import tiny_model
+
+    network = tiny_model(cell, vocab_size=len(vocab), hidden_size=16, seed=3)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.mul_(4)
+    return chargen.Model(network, vocab)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("n", [1, 3, PARALLEL_OR_MORE])
+def test_generate_from_a_state_equals_generate_from_the_prime(model, cell, n):
+    model = long_memory_model(cell, model.vocab)
+    state = model.prime_state("First Citizen:\nBefore we")
+    continued = model.generate(" proceed", length=50, seed=11, n=n, state=state)
+    assert continued == model.generate("First Citizen:\nBefore we proceed", length=50, seed=11, n=n)
+    assert continued != model.generate(" proceed", length=50, seed=11, n=n)  # the state matters
+    assert model.generate(length=50, seed=11, n=n, state=model.prime_state(" proceed", state)) == continued
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_state_is_never_modified_by_the_calls_that_use_it(model, cell, tmp_path):
+    if cell == "gru":  # the GRU hidden state is one tensor, not a pair: both layouts
+        from conftest import tiny_model
+
+        model = chargen.Model(tiny_model("gru", vocab_size=len(model.vocab)), model.vocab)
+    state = model.prime_state("All:\nSpeak")
+    before = state_tensors(state)
+    model.generate(length=40, seed=1, state=state)
+    model.generate(length=40, seed=1, n=PARALLEL_OR_MORE, state=state)  # the model's own batched path
+    list(model.stream(", speak", length=20, state=state))
+    model.prime_state(" more", state)
+    for got, expected in zip(state_tensors(state), before):
+        assert torch.equal(got, expected)
+
+
+def test_score_is_the_mean_bits_per_predicted_character(model):
+    text = TINY_TEXT[:300]
+    ids = model.vocab.encode(text)
+    with torch.no_grad():
+        logits, _ = model.network(ids[:-1].unsqueeze(0), model.network.init_hidden(1))
+        nats = torch.nn.functional.cross_entropy(logits[0], ids[1:])
+    assert model.score(text) == pytest.approx(nats.item() / math.log(2), rel=1e-5)
+    assert model.score(text, batch_size=4) > 0
+
+
+def test_score_file_is_what_eval_prints(run, model, tmp_path):
+    held_out = tmp_path / "held.txt"
+    held_out.write_text(TINY_TEXT[:500], encoding="utf-8")
+    score = model.score_file(held_out, batch_size=4)
+    assert score.tokens == 500 and score.skipped == []
+    result = CliRunner().invoke(cli, ["eval", str(run), str(held_out), "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{score.bits:.4f} bits per character\n"
+
+
+@pytest.mark.parametrize("arguments, parameter", [
+    (dict(temperature=-1), "temperature"), (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0), "top_p"),
+    (dict(top_p=1.5), "top_p"), (dict(length=-1), "length"), (dict(n=0), "n"),
+    (dict(seed=10**30), "seed"), (dict(seed="seven"), "seed"), (dict(stop=3), "stop"),
+    (dict(prime=5), "prime"), (dict(seconds=3), "seconds"), (dict(tempo=90), "tempo"),
+    (dict(state="not a state"), "state"),
+])
+def test_bad_arguments_raise_argument_error_naming_the_parameter(model, arguments, parameter):
+    with pytest.raises(chargen.ArgumentError) as e:
+        model.generate(**{"length": 5, **arguments})
+    assert e.value.parameter == parameter
+    assert isinstance(e.value, ValueError) and isinstance(e.value, chargen.ChargenError)
+
+
+def test_missing_prime_characters_are_listed_with_a_count_past_twenty(model):
+    absent = "".join(chr(c) for c in range(0x3041, 0x3041 + 25))  # 25 kana, none in the vocabulary
+    with pytest.raises(chargen.ArgumentError) as e:
+        model.generate("All:" + absent, length=5)
+    message = str(e.value)
+    assert message.startswith("prime has characters the model's vocabulary lacks: ")
+    assert repr(absent[19]) in message and repr(absent[20]) not in message
+    assert message.endswith("and 5 more")
+
+
+def test_a_decomposed_prime_is_read_in_its_composed_form(tmp_path):
+    vocab = chargen.vocab.Vocab.from_text("café au lait\n")
+    from conftest import tiny_model
+
+    model = chargen.Model(tiny_model(vocab_size=len(vocab)), vocab)
+    decomposed = unicodedata.normalize("NFD", "café")
+    assert decomposed != "café" and "\u0301" not in vocab.index
+    assert model.generate(decomposed, length=20, seed=1) == model.generate("café", length=20, seed=1)
+    assert model.prime_state(decomposed).length == 4
+
+
+def test_a_state_from_another_model_is_refused(model):
+    from conftest import tiny_model
+
+    other = chargen.Model(tiny_model(vocab_size=len(model.vocab) + 1),
+                          chargen.vocab.Vocab.from_text(TINY_TEXT + "~"))
+    with pytest.raises(chargen.ArgumentError, match="another model"):
+        model.generate(length=5, state=other.prime_state("All"))
+
+
+def test_random_generator_lives_on_the_device_asked_for():
+    generator = devices.random_generator(torch.device("cpu"), 5)
+    assert generator.device == torch.device("cpu")
+    assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sampling_on_a_gpu_draws_with_a_gpu_generator(run):
+    """Issue 10, bug 5: a CPU generator against CUDA logits failed as soon as temperature > 0."""
+    result = CliRunner().invoke(cli, ["sample", str(run), "--device", "cuda", "--temp", "0.8", "--length", "20",
+                                      "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(chargen.load(run, device="cuda").generate(length=20, seed=1)) == 20
+
+
+# -- music ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def music_model(tmp_path_factory):
+    from pathlib import Path
+
+    folder = tmp_path_factory.mktemp("music")
+    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
+    result = CliRunner().invoke(cli, ["train", str(song), "--steps", "2", *TINY_TRAIN_ARGS, "--out", str(folder / "run")])
+    assert result.exit_code == 0, result.output
+    return chargen.load(folder / "run")
+
+
+def test_a_music_model_generates_midi_files(music_model):
+    song = music_model.generate(length=60, seed=1, tempo=90)
+    assert isinstance(song, mido.MidiFile)
+    tempos = {round(mido.tempo2bpm(m.tempo)) for t in song.tracks for m in t if m.type == "set_tempo"}
+    assert tempos == {90}
+    songs = music_model.generate(length=30, seed=1, n=2)
+    assert isinstance(songs, list) and all(isinstance(s, mido.MidiFile) for s in songs)
+
+
+@pytest.mark.parametrize("arguments, parameter", [
+    (dict(stop="x"), "stop"), (dict(prime="some text"), "prime"), (dict(seconds=float("nan")), "seconds"),
+    (dict(tempo=0), "tempo"), (dict(program=128), "program"), (dict(prime_seconds=-1), "prime_seconds"),
+])
+def test_music_arguments_are_checked(music_model, arguments, parameter):
+    with pytest.raises(chargen.ArgumentError) as e:
+        music_model.generate(**{"length": 5, **arguments})
+    assert e.value.parameter == parameter
+    with pytest.raises(chargen.ArgumentError):
+        music_model.prime_state("x")
