@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from chargen.model import CharRNN, Hidden
+from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.vocab import Vocab
 
 
@@ -227,9 +227,7 @@ def read(model: CharRNN, ids: torch.Tensor, hidden: Hidden) -> tuple[torch.Tenso
 
 def _expand(hidden: Hidden, B: int) -> Hidden:
     """A one-stream hidden state (L, 1, H) repeated for B streams (a copy when B > 1)."""
-    if isinstance(hidden, tuple):
-        return tuple(h.expand(-1, B, -1).contiguous() for h in hidden)
-    return hidden.expand(-1, B, -1).contiguous()
+    return map_hidden(lambda h: h.expand(-1, B, -1).contiguous(), hidden)
 
 
 @contextmanager
