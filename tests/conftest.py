@@ -1,8 +1,23 @@
-"""Small, explicit fixtures: a tiny text corpus on disk and a tiny model."""
+"""Shared fixtures: one tiny model, one tiny corpus, one trained run, one check for clean errors.
+
+Every test that needs a model or a run builds it from here, so that a change of
+size or option name happens in one place:
+
+- TINY_MODEL and TINY_LAYOUT are the model and batch settings (config field names);
+- tiny_model() builds that model in code; train_args() spells settings as CLI options;
+- the trained_run fixture is a finished 10-step run on tiny_corpus, made through the CLI;
+- assert_clean_error() checks the one-line "Error: ..." contract of every failure path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from chargen.cli import cli
 from chargen.model import CharRNN, ModelConfig
 
 TINY_TEXT = (
@@ -10,6 +25,26 @@ TINY_TEXT = (
     "All:\nSpeak, speak.\n\n"
     "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
 ) * 20
+
+# The one tiny model of the suite (ModelConfig fields), and the batch layout it trains with.
+TINY_MODEL = dict(cell="lstm", num_layers=2, hidden_size=16, embed_dim=8, dropout=0.0)
+TINY_LAYOUT = dict(batch_size=4, seq_len=16)
+
+
+def train_args(**settings) -> list[str]:
+    """Config fields as `chargen train` options: train_args(hidden_size=16) == ["--hidden", "16"].
+
+    The option names are read from the train command itself, so a renamed option
+    breaks here, once, rather than in every test. A value of None leaves the option out.
+    """
+    options = {p.name: p.opts[0] for p in cli.commands["train"].params}
+    return [a for name, value in settings.items() if value is not None for a in (options[name], str(value))]
+
+
+# TINY_MODEL and TINY_LAYOUT on the CPU, validating every 5 steps. Dropout is left out, so
+# that training picks it for the corpus size, as it does for users (0.3 on tiny corpora).
+TINY_TRAIN_ARGS = train_args(**(TINY_MODEL | {"dropout": None}), **TINY_LAYOUT, eval_every=5, device="cpu")
+TINY_RUN_STEPS = 10
 
 
 @pytest.fixture(autouse=True)
@@ -22,18 +57,39 @@ def one_thread():
 
 
 @pytest.fixture
-def tiny_corpus(tmp_path):
-    """A short real-looking text file (about 2,700 characters)."""
+def tiny_corpus(tmp_path) -> Path:
+    """A short real-looking text file, tmp_path/tiny.txt (about 2,700 characters)."""
     path = tmp_path / "tiny.txt"
     path.write_text(TINY_TEXT, encoding="utf-8")
     return path
 
 
-def tiny_model(cell="lstm", vocab_size=20, num_layers=2, hidden_size=8, dropout=0.0, seed=0):
+@pytest.fixture
+def trained_run(tiny_corpus, tmp_path) -> Path:
+    """tmp_path/run: a finished TINY_RUN_STEPS-step run on tiny_corpus, validated every 5 steps."""
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--steps", str(TINY_RUN_STEPS),
+                                      *TINY_TRAIN_ARGS, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def tiny_model(cell: str = "lstm", vocab_size: int = 20, seed: int = 0, **overrides) -> CharRNN:
+    """TINY_MODEL (with any field overridden), its weights drawn from `seed`."""
     torch.manual_seed(seed)
-    return CharRNN(ModelConfig(vocab_size=vocab_size, cell=cell, num_layers=num_layers,
-                               hidden_size=hidden_size, embed_dim=6, dropout=dropout))
+    return CharRNN(ModelConfig(vocab_size=vocab_size, **(TINY_MODEL | {"cell": cell} | overrides)))
 
 
-TINY_TRAIN_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch-size", "4",
-                   "--seq-len", "16", "--eval-every", "5"]
+def assert_clean_error(result, *fragments: str, code: int = 1) -> str:
+    """Exit `code`, exactly one 'Error: ...' line on stderr holding every fragment, no traceback.
+
+    Returns the error line.
+    """
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]

@@ -1,6 +1,8 @@
 """The tokenized-corpus cache: hits give identical ids, changes and corruption are noticed."""
 
+import errno
 import os
+import tempfile
 import time
 
 import pytest
@@ -60,9 +62,31 @@ def test_cache_skips_recently_modified_file(corpus_file):
     assert not cache.cache_path(str(corpus_file)).exists()
 
 
-def test_cache_unwritable_directory_is_not_an_error(corpus_file, monkeypatch):
-    monkeypatch.setattr(cache, "CACHE_DIR", "no/such/dir")
-    assert len(load_corpus([str(corpus_file)]).train) > 0
+@pytest.mark.parametrize("obstacle", ["read-only cache directory", "a file named like the cache directory"])
+def test_cache_that_cannot_be_written_is_not_an_error(corpus_file, monkeypatch, obstacle):
+    """The corpus loads as if there were no cache, and nothing is left behind."""
+    expected = load_corpus([str(corpus_file)])  # written to the cache, then moved out of the way
+    entry = cache.cache_path(str(corpus_file))
+    entry.unlink()
+    if obstacle == "read-only cache directory":
+        entry.parent.chmod(0o555)
+        if os.access(entry.parent, os.W_OK):  # root writes anyway: fail as a read-only directory fails
+            def denied(*args, **kwargs):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+            monkeypatch.setattr(tempfile, "mkstemp", denied)
+    else:
+        entry.parent.rmdir()
+        entry.parent.write_text("not a directory")
+    try:
+        loaded = load_corpus([str(corpus_file)])
+    finally:
+        if entry.parent.is_dir():
+            entry.parent.chmod(0o755)
+    assert torch.equal(loaded.train, expected.train) and loaded.vocab == expected.vocab
+    assert not entry.exists()
+    if entry.parent.is_dir():
+        assert os.listdir(entry.parent) == []  # no temporary file left either
 
 
 def test_midi_ids_are_cached_per_file_and_retired_with_the_tokenizer(tmp_path, monkeypatch):

@@ -22,10 +22,11 @@ from chargen.cli import cli
 from chargen.distributed import World
 from chargen.errors import ChargenError
 from chargen.train import TrainConfig
+from conftest import TINY_LAYOUT, TINY_MODEL, train_args
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = dict(cell="lstm", num_layers=2, hidden_size=16, embed_dim=8, dropout=0.0)
-LAYOUT = dict(batch_size=4, seq_len=16, eval_every=1000, seed=7)
+MODEL = TINY_MODEL  # no dropout: ranks draw their own masks, so runs would differ
+LAYOUT = TINY_LAYOUT | dict(eval_every=1000, seed=7)
 STEPS = 4
 
 
@@ -101,13 +102,7 @@ def _write_corpus(path: Path) -> Path:
 
 
 def _options(steps: int) -> list[str]:
-    m, t = MODEL, LAYOUT
-    return [
-        "--cell", m["cell"], "--layers", str(m["num_layers"]), "--hidden", str(m["hidden_size"]),
-        "--embed", str(m["embed_dim"]), "--dropout", str(m["dropout"]), "--batch-size", str(t["batch_size"]),
-        "--seq-len", str(t["seq_len"]), "--eval-every", str(t["eval_every"]), "--seed", str(t["seed"]),
-        "--steps", str(steps), "--device", "cpu",
-    ]  # fmt: skip
+    return train_args(**MODEL, **LAYOUT, steps=steps, device="cpu")
 
 
 def _torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:

@@ -15,38 +15,19 @@ from click.testing import CliRunner
 from chargen import checkpoint, corpus
 from chargen.cli import cli
 from chargen.errors import CheckpointError
+from conftest import TINY_LAYOUT, TINY_RUN_STEPS, TINY_TEXT, assert_clean_error
+from conftest import TINY_TRAIN_ARGS as TINY
 
-TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--device", "cpu"]
+MIDI_DIR = Path(__file__).parent / "data" / "midi"
 
 
 def invoke(*args: str, input=None):
     return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
-def assert_clean_error(result, *fragments: str, code: int = 1) -> str:
-    """Exit `code`, exactly one 'Error: ...' line on stderr holding every fragment, no traceback."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def text_file(path: Path, text: str = "hello world, hello chargen.\n" * 40) -> Path:
+def text_file(path: Path, text: str = TINY_TEXT) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def trained_run(tmp_path) -> Path:
-    """A tiny finished run on text with letters, space, comma, period and newline."""
-    run = tmp_path / "run"
-    result = invoke("train", text_file(tmp_path / "tiny.txt"), "--steps", "3", "--out", run, *TINY)
-    assert result.exit_code == 0, result.output
-    return run
 
 
 # -- corpus files -----------------------------------------------------------------
@@ -120,7 +101,7 @@ def test_train_corpus_shorter_than_a_window_shrinks_it_with_a_note(tmp_path):
     assert result.exit_code == 0, result.output
     assert "note:" in result.stderr and "--seq-len" in result.stderr
     config = checkpoint.load(run / "last.pt")["train_config"]
-    assert config["seq_len"] < 16
+    assert config["seq_len"] < TINY_LAYOUT["seq_len"]
 
 
 def test_train_corpus_of_one_character(tmp_path):
@@ -166,8 +147,9 @@ def test_sample_option_out_of_range(trained_run, option):
 
 
 def test_sample_prime_outside_vocabulary(trained_run):
-    error = assert_clean_error(invoke("sample", trained_run, "--prime", "hello ZEBRA", "--length", "5"), "--prime", code=2)
-    assert "'Z'" in error and "'B'" in error and "'h'" not in error
+    error = assert_clean_error(invoke("sample", trained_run, "--prime", "hello ZEBRA§", "--length", "5"), "--prime", code=2)
+    assert "'Z'" in error and "'E'" in error and "'§'" in error  # none of them in TINY_TEXT
+    assert "'h'" not in error and "'B'" not in error  # both in TINY_TEXT
 
 
 def test_sample_midi_prime_for_a_text_model(trained_run, tmp_path):
@@ -177,11 +159,22 @@ def test_sample_midi_prime_for_a_text_model(trained_run, tmp_path):
 
 
 def test_sample_text_prime_for_a_midi_model(tmp_path):
-    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
     run = tmp_path / "music"
-    result = invoke("train", song, "--steps", "2", "--out", run, *TINY)
+    result = invoke("train", MIDI_DIR / "tiny_c_major_scale.mid", "--steps", "2", "--out", run, *TINY)
     assert result.exit_code == 0, result.output
     assert_clean_error(invoke("sample", run, "--prime", "ROMEO:", "--length", "5"), "--prime", "MIDI file", code=2)
+
+
+def test_sample_music_options_for_a_text_model(trained_run):
+    assert_clean_error(invoke("sample", trained_run, "--seconds", "3"), "music models", code=2)
+
+
+def test_sample_checkpoint_that_does_not_exist(tmp_path):
+    assert_clean_error(invoke("sample", tmp_path / "nowhere"), "nowhere", "no such checkpoint")
+
+
+def test_train_without_a_corpus():
+    assert_clean_error(invoke("train"), "CORPUS", code=2)
 
 
 # -- MIDI files ----------------------
@@ -341,10 +334,11 @@ def test_new_run_out_is_a_file(tmp_path):
 
 
 def test_resume_refuses_a_changed_corpus_unless_forced(trained_run, tmp_path):
-    text_file(tmp_path / "tiny.txt", "hello world, hello chargen.\n" * 39 + "hello, hello.\n")  # same characters
-    assert_clean_error(invoke("train", "--resume", trained_run, "--steps", "4"), "changed", "--force")
-    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == 3
-    result = invoke("train", "--resume", trained_run, "--steps", "4", "--force")
+    text_file(tmp_path / "tiny.txt", TINY_TEXT[1:] + TINY_TEXT[0])  # the same characters, moved
+    more = TINY_RUN_STEPS + 2
+    assert_clean_error(invoke("train", "--resume", trained_run, "--steps", more), "changed", "--force")
+    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == TINY_RUN_STEPS
+    result = invoke("train", "--resume", trained_run, "--steps", more, "--force")
     assert result.exit_code == 0, result.output
 
 
@@ -363,14 +357,14 @@ def test_resume_on_a_named_corpus_copy(trained_run, tmp_path):
     """The corpus moved: name it after --resume; the fingerprint proves it is the same text."""
     moved = tmp_path / "moved.txt"
     (tmp_path / "tiny.txt").rename(moved)
-    result = invoke("train", moved, "--resume", trained_run, "--steps", "4")
+    result = invoke("train", moved, "--resume", trained_run, "--steps", TINY_RUN_STEPS + 2)
     assert result.exit_code == 0, result.output
 
 
 def test_resume_with_out_changes_nothing_elsewhere(trained_run, tmp_path):
     """A resumed run stays in its directory; --out is ignored with a note."""
-    result = invoke("train", "--resume", trained_run, "--out", tmp_path / "elsewhere", "--steps", "4")
+    result = invoke("train", "--resume", trained_run, "--out", tmp_path / "elsewhere", "--steps", TINY_RUN_STEPS + 2)
     assert result.exit_code == 0, result.output
     assert "ignoring --out" in result.stderr
     assert not (tmp_path / "elsewhere").exists()
-    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == 4
+    assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == TINY_RUN_STEPS + 2

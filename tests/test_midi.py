@@ -278,7 +278,7 @@ def test_roundtrip_shipped_files(path):
 
 
 def test_roundtrip_bach_sample():
-    assert len(BACH_FILES) == 410
+    assert len(BACH_FILES) >= 10, "data/bach ships with the repository"
     for path in BACH_FILES[::41]:
         report = midi.measure_roundtrip(path)
         assert report.preserved >= report.notes - report.cut, path.name

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from chargen.model import CharRNN, ModelConfig, detach_hidden, map_hidden
-from conftest import tiny_model
+from conftest import TINY_MODEL, tiny_model
 
 CELLS = ["lstm", "gru", "rnn"]
 
@@ -14,7 +14,7 @@ def test_model_shapes(cell):
     logits, hidden = model(ids, model.init_hidden(3))
     assert logits.shape == (3, 7, 20)
     hs = hidden if isinstance(hidden, tuple) else (hidden,)
-    assert all(h.shape == (2, 3, 8) for h in hs)
+    assert all(h.shape == (TINY_MODEL["num_layers"], 3, TINY_MODEL["hidden_size"]) for h in hs)
     assert isinstance(hidden, tuple) == (cell == "lstm")
 
 
@@ -33,7 +33,7 @@ def test_chunked_forward_equals_one_long_forward(cell):
 
 def test_lstm_forget_gate_bias_starts_at_one():
     model = tiny_model("lstm")
-    H = 8
+    H = TINY_MODEL["hidden_size"]
     total = model.rnn.bias_ih_l0[H : 2 * H] + model.rnn.bias_hh_l0[H : 2 * H]
     assert torch.allclose(total, torch.ones(H))
 
@@ -65,4 +65,4 @@ def test_map_hidden_keeps_the_layout_and_applies_to_every_tensor(cell):
     mapped = map_hidden(lambda h: h + 1, hidden)
     assert isinstance(mapped, tuple) == (cell == "lstm")
     for h in (mapped if isinstance(mapped, tuple) else (mapped,)):
-        assert torch.equal(h, torch.ones(2, 3, 8))
+        assert torch.equal(h, torch.ones(TINY_MODEL["num_layers"], 3, TINY_MODEL["hidden_size"]))

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from chargen.model import CharRNN, ModelConfig
+from chargen.model import CharRNN
 from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
+from chargen.train import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
-from conftest import tiny_model
+from conftest import TINY_LAYOUT, tiny_model
 
 
 def test_temperature_zero_is_argmax():
@@ -75,14 +76,47 @@ def test_sample_config_validation():
             SampleConfig(**bad)
 
 
-def test_generate_text_starts_from_the_prime_and_stops():
+TWO_PATTERNS = ("abcd" * 8 + "wxyz" * 8) * 30
+
+
+@pytest.fixture(scope="module")
+def two_pattern_model():
+    """A tiny model trained until it continues either pattern of TWO_PATTERNS (about 0.2 s)."""
+    vocab = Vocab.from_text(TWO_PATTERNS)
+    ids = vocab.encode(TWO_PATTERNS)
+    model = tiny_model(vocab_size=len(vocab))
+    config = TrainConfig(**TINY_LAYOUT, steps=80, lr=1e-2, warmup=1, eval_every=1000)
+    train(model, torch.optim.Adam(model.parameters()), ids, ids, config, TrainState())
+    return model, vocab
+
+
+def sample_text(model, vocab, prime, config, seed=0, stop=None) -> list[str]:
+    """Each sample's whole text from generate_text."""
+    pieces = list(generate_text(model, vocab, prime, config, torch.Generator().manual_seed(seed), stop=stop))
+    return ["".join(p[i] for p in pieces) for i in range(config.num_samples)]
+
+
+@pytest.mark.parametrize("streams", [1, PARALLEL_STREAMS])  # the fused step, and the model's own
+def test_sample_continues_the_pattern_its_prime_starts(two_pattern_model, streams):
+    """The prime sets the model's state: one model, two primes, two different continuations."""
+    model, vocab = two_pattern_model
+    config = SampleConfig(temperature=0, length=8, num_samples=streams)
+    assert sample_text(model, vocab, "ab", config) == ["cdabcdab"] * streams
+    assert sample_text(model, vocab, "wx", config) == ["yzwxyzwx"] * streams
+
+
+def test_generate_text_ends_each_sample_at_the_stop_string():
+    """With a stop string, each sample is the same sample without one, cut before the first stop."""
     vocab = Vocab.from_text("ab\n")
-    model = tiny_model("lstm", vocab_size=3)
-    pieces = list(generate_text(model, vocab, "ab", SampleConfig(length=40, num_samples=2),
-                                torch.Generator().manual_seed(0), stop="\n"))
-    texts = ["".join(p[i] for p in pieces) for i in range(2)]
-    assert all("\n" not in t for t in texts)
-    assert all(len(t) <= 40 for t in texts)
+    model = tiny_model(vocab_size=3)
+    config = SampleConfig(length=40, num_samples=4)
+    whole = sample_text(model, vocab, "ab", config, seed=0)
+    cut = sample_text(model, vocab, "ab", config, seed=0, stop="\n")
+    assert all(len(text) == 40 for text in whole)
+    assert cut == [text.split("\n")[0] for text in whole]
+    assert any(0 < len(text) < 40 for text in cut), "the seed should stop some sample midway"
+    held = sample_text(model, vocab, "ab", config, seed=0, stop="\nzz")  # never matches: nothing cut
+    assert held == whole
 
 
 def test_stop_filter_holds_back_partial_matches():
@@ -98,8 +132,7 @@ def test_stop_filter_holds_back_partial_matches():
 
 
 def biased_model(cell: str) -> CharRNN:
-    torch.manual_seed(0)
-    model = CharRNN(ModelConfig(vocab_size=11, cell=cell, num_layers=2, hidden_size=8, embed_dim=5))
+    model = tiny_model(cell, vocab_size=11)
     with torch.no_grad():  # non-zero biases everywhere, so a misplaced bias would show
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
