@@ -371,10 +371,10 @@ def test_a_run_being_trained_cannot_be_resumed_or_overwritten_by_another_process
     assert r.exit_code == 0, r.output
 
 
-def test_disk_full_inside_torchs_zip_writer_on_resume_and_on_a_new_run(tmp_path, monkeypatch):
+def test_disk_full_inside_torchs_zip_writer_on_resume_and_on_a_new_run(trained_run, tmp_path, monkeypatch):
     """torch's zip writer reports ENOSPC as a RuntimeError ("unexpected pos"); chargen still says
     "No space left on device" in one line, on a new run's first save and on --resume."""
-    run = make_run(tmp_path)
+    run = trained_run
     before = (run / "last.pt").read_bytes()
 
     def torch_like(obj, f, *args, **kwargs):
@@ -385,8 +385,8 @@ def test_disk_full_inside_torchs_zip_writer_on_resume_and_on_a_new_run(tmp_path,
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(checkpoint.torch, "save", torch_like)
-    for args in (["train", "--resume", str(run), "--steps", "8", "--eval-every", "2"],
-                 ["train", str(tmp_path / "tiny.txt"), "--out", str(tmp_path / "new"), "--steps", "3", *TINY_MODEL, *TINY_LAYOUT]):
+    for args in (["train", "--resume", str(run), "--steps", str(TINY_RUN_STEPS + 4), "--eval-every", "2"],
+                 ["train", str(tmp_path / "tiny.txt"), "--out", str(tmp_path / "new"), "--steps", "3", *TINY]):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 1, r.output
         errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
@@ -402,7 +402,7 @@ def test_resume_from_an_earlier_checkpoint_is_refused_and_changes_nothing(tmp_pa
     """best.pt from step 4, last.pt at step 8: resuming from best.pt would rewind the run."""
     corpus = write_corpus(tmp_path / "tiny.txt", words=200)
     run = tmp_path / "run"
-    args = ["train", str(corpus), "--steps", "8", "--eval-every", "4", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT]
+    args = ["train", str(corpus), "--steps", "8", "--eval-every", "4", "--out", str(run), *TINY]
     assert CliRunner().invoke(cli, args).exit_code == 0
     # Make best.pt an earlier checkpoint, whatever the validation scores were.
     payload = checkpoint.load(run / "last.pt")
@@ -424,7 +424,7 @@ def test_a_new_budget_on_resume_replaces_the_old_one(tmp_path):
     """A run started with --minutes, resumed with --steps N, trains to N steps (the minutes no longer count)."""
     corpus = write_corpus(tmp_path / "tiny.txt", words=200)
     run = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["train", str(corpus), "--minutes", "0.0001", "--out", str(run), *TINY_MODEL, *TINY_LAYOUT])
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--minutes", "0.0001", "--out", str(run), *TINY])
     assert r.exit_code == 0, r.output
     first = checkpoint.load(run / "last.pt")["state"]["step"]
     assert first < 100
@@ -501,7 +501,7 @@ def test_resume_auto_starts_then_resumes_with_the_same_command_line(tmp_path):
     the result equals one uninterrupted run."""
     corpus = write_corpus(tmp_path / "tiny.txt", words=300)
     run = tmp_path / "run"
-    common = [str(corpus), *TINY_MODEL, *TINY_LAYOUT, "--eval-every", "5", "--lr-min", "1"]
+    common = [str(corpus), *TINY, "--eval-every", "5", "--lr-min", "1"]
     r = CliRunner().invoke(cli, ["train", *common, "--steps", "20", "--out", str(tmp_path / "ref")])
     assert r.exit_code == 0, r.output
 
@@ -543,7 +543,7 @@ def test_resume_auto_starts_again_a_run_killed_before_its_first_checkpoint(tmp_p
     (run / "metrics.jsonl").write_text("")
     (run / ".last.pt.x1y2.tmp").write_bytes(b"PK\x03\x04 cut short")
     r = CliRunner().invoke(cli, ["train", str(corpus), "--resume", "auto", "--out", str(run), "--steps", "3",
-                                 *TINY_MODEL, *TINY_LAYOUT])
+                                 *TINY])
     assert r.exit_code == 0, r.output
     assert checkpoint.load(run / "last.pt")["state"]["step"] == 3
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
