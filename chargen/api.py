@@ -236,8 +236,9 @@ class Model:
         folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
         from chargen.corpus import load_corpus
 
-        corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0,
-                             vocab=self.vocab if self.kind == "text" else None)
+        corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0, vocab=self.vocab)
+        if corpus.vocab != self.vocab:  # ids of another vocabulary would score silently wrong
+            raise ArgumentError("file", f"{path} was read with a vocabulary other than the model's")
         if len(corpus.train) < 2:
             raise ArgumentError("file", f"{path} is too short to score: it needs at least 2 tokens")
         bits = self.score_ids(corpus.train, batch_size)
@@ -331,8 +332,9 @@ class Model:
     def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
                         seconds, prime_seconds, tempo, program):
         """MIDI files for n samples; every option is checked before any work."""
-        from chargen import midi
+        from chargen import midi, miditokens
 
+        miditokens.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
         _check_positive("seconds", seconds)
         _check_positive("prime_seconds", prime_seconds)
         if tempo is not None and not (isinstance(tempo, (int, float)) and 1 <= tempo <= 1000):
@@ -343,14 +345,15 @@ class Model:
             length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
         config = _sample_config(temperature, top_k, top_p, length, n)
         if prime is None or prime == "":
-            prime_tokens = [midi.PIECE_TOKEN]
+            prime_tokens = [miditokens.PIECE_TOKEN]
         elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
-            prime_tokens = midi.read_prime(prime, prime_seconds)
+            prime_tokens = midi.read_prime(prime, prime_seconds, self.vocab.version)
         else:
             raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
         generator = random_generator(self.device, seed)
         samples = generate_music(self.network, self.vocab, prime_tokens, config, generator, seconds=seconds)
-        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program) for tokens in samples]
+        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version)
+                 for tokens in samples]
         return songs[0] if n == 1 else songs
 
 
@@ -401,6 +404,6 @@ def _is_midi_path(text: str) -> bool:
     """Whether a text prime is really the path of a MIDI file (a likely mix-up)."""
     if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
         return False
-    from chargen import midi  # only now: a text model never needs mido
+    from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text model never needs it
 
-    return text.lower().endswith(midi.MIDI_EXTENSIONS) or midi.is_midi_file(text)
+    return text.lower().endswith(MIDI_EXTENSIONS) or is_midi_file(text)

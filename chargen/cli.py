@@ -527,9 +527,9 @@ def info(checkpoint_path, as_json):
     if vocab.kind == "text":
         rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
     else:
-        from chargen import midi
+        from chargen import miditokens
 
-        for group, example, count in midi.describe_tokens():
+        for group, example, count in miditokens.describe_tokens(vocab.version):
             rows.append((f"  {group}", f"{count:>4}  {escape(example)}"))
     out.print(display.key_value_table(escape(str(checkpoint_path)), rows))
     history = facts["history"]

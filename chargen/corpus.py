@@ -25,6 +25,7 @@ import torch
 
 from chargen import cache
 from chargen.errors import ChargenError, CorpusError, MidiError
+from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text run never imports it
 from chargen.vocab import Vocab, codepoints, storage_dtype
 
 CHUNK_BYTES = 16 * 2**20  # text is decoded 16 MiB at a time: bounded memory, C-speed work
@@ -58,8 +59,6 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
     format is "midi"), otherwise for .txt files. A file is MIDI if its
     extension or its first bytes say so. `format` forces the decision.
     """
-    from chargen import midi  # imported here: only MIDI corpora need mido
-
     if not paths:
         raise CorpusError("no corpus given")
     files: list[str] = []
@@ -75,9 +74,9 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
             found = sorted(f for f in path.rglob("*")
                            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
             want_midi = format == "midi" or (
-                format is None and any(f.suffix.lower() in midi.MIDI_EXTENSIONS for f in found)
+                format is None and any(f.suffix.lower() in MIDI_EXTENSIONS for f in found)
             )
-            exts = midi.MIDI_EXTENSIONS if want_midi else TEXT_EXTENSIONS
+            exts = MIDI_EXTENSIONS if want_midi else TEXT_EXTENSIONS
             chosen = [str(f) for f in found if f.suffix.lower() in exts]
             if not chosen:
                 kind = "MIDI" if want_midi else "text (.txt)"
@@ -86,15 +85,15 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
         else:
             files.append(str(path))
     if format is None:
-        kinds = {STDIN == f or not _looks_like_midi(f, midi) for f in files}
+        kinds = {STDIN == f or not _looks_like_midi(f) for f in files}
         if len(kinds) > 1:
             raise CorpusError("the corpus mixes text and MIDI files; pass --format to choose")
         format = "text" if kinds.pop() else "midi"
     return files, format
 
 
-def _looks_like_midi(path: str, midi) -> bool:
-    return Path(path).suffix.lower() in midi.MIDI_EXTENSIONS or midi.is_midi_file(path)
+def _looks_like_midi(path: str) -> bool:
+    return Path(path).suffix.lower() in MIDI_EXTENSIONS or is_midi_file(path)
 
 
 # -- loading ----------------------------------------------------------------
@@ -119,7 +118,7 @@ def load_corpus(
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
     files, format = find_files(paths, format)
     if format == "midi":
-        return _load_midi(files, val_frac)
+        return _load_midi(files, val_frac, vocab if vocab is not None and vocab.kind == "midi" else None)
     return _load_text(files, val_frac, vocab, encoding_errors)
 
 
@@ -247,14 +246,19 @@ def _stream_size(stream: BinaryIO) -> int:
     return os.fstat(stream.fileno()).st_size - stream.tell()
 
 
-def _load_midi(files: list[str], val_frac: float) -> Corpus:
-    """Encode each MIDI file (or map its cached ids), skipping unreadable ones with the reason."""
-    from chargen import __version__, midi
+def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None) -> Corpus:
+    """Encode each MIDI file (or map its cached ids), skipping unreadable ones with the reason.
 
-    vocab = midi.midi_vocab()
+    Files are encoded in `vocab`'s vocabulary version (resuming or evaluating an
+    older model), or in the one new runs use.
+    """
+    from chargen import __version__, midi, miditokens  # midi imports mido: only MIDI corpora need it
+
+    version = vocab.version if vocab is not None else miditokens.MIDI_VOCAB_VERSION
+    vocab = miditokens.midi_vocab(version)
     # MIDI files are small but slow to parse (about 100 a second), so each one's ids are
-    # cached; the tag retires entries written by any other tokenizer version.
-    tokenizer = f"midi-v{midi.MIDI_VOCAB_VERSION}-chargen-{__version__}"
+    # cached; the tag keys entries by vocabulary version and retires those of other chargens.
+    tokenizer = f"midi-v{version}-chargen-{__version__}"
     per_file, fingerprints, skipped, used = [], [], [], []
     for f in files:
         hit = cache.load(f, tokenizer)
@@ -262,7 +266,7 @@ def _load_midi(files: list[str], val_frac: float) -> Corpus:
             _, ids, fingerprint = hit
         else:
             try:
-                tokens = midi.encode_file(f)
+                tokens = midi.encode_file(f, version)
             except MidiError as e:
                 skipped.append((f, str(e)))
                 continue

@@ -65,6 +65,13 @@ def format_bits(value: Optional[float]) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
+def format_share(part: int, whole: int) -> str:
+    """part/whole as a percentage with one decimal; "100.0%" only when nothing is missing (99.97% is "99.9%")."""
+    if part == whole:
+        return "100.0%"
+    return f"{math.floor(1000 * part / whole) / 10:.1f}%"
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
@@ -133,7 +140,7 @@ def inspect_table(report: dict) -> Table:
     for r in report["files"]:
         trip = "–"
         if r["notes"]:
-            trip = f"{100 * r['notes_preserved'] / r['notes']:.1f}%"
+            trip = format_share(r["notes_preserved"], r["notes"])
         cell = lambda v: "–" if v is None else f"{v:,}"  # noqa: E731
         table.add_row(Text(r["path"]), r["kind"] or "–", cell(r["tokens"]), cell(r["distinct"]),
                       cell(r["notes"]), trip, Text(r["error"] or "", style="red"))

@@ -22,7 +22,8 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     "notes_preserved", "error"}], "vocab_size"}; for MIDI, notes_preserved
     counts the notes that survive MIDI -> tokens -> MIDI.
     """
-    from chargen import midi
+    from chargen import midi, miditokens  # midi imports mido: only MIDI corpora need it
+    from chargen.roundtrip import measure_roundtrip
 
     reports, chars = [], set()
     for p in paths:
@@ -35,8 +36,8 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
             try:
                 if kind == "midi":
                     tokens = midi.encode_file(f)
-                    notes, preserved = midi.roundtrip(f)
-                    reports.append(_report(f, kind, len(tokens), len(set(tokens)), notes, preserved))
+                    trip = measure_roundtrip(f)
+                    reports.append(_report(f, kind, len(tokens), len(set(tokens)), trip.notes, trip.preserved))
                 else:
                     corpus = load_corpus([f], format="text", val_frac=0.0)
                     chars.update(corpus.vocab.tokens)
@@ -46,7 +47,7 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     kinds = {r["kind"] for r in reports if r["error"] is None}
     vocab_size = None
     if kinds == {"midi"}:
-        vocab_size = len(midi.vocabulary())
+        vocab_size = len(miditokens.vocabulary())
     elif kinds == {"text"}:
         vocab_size = len(chars)
     return {"files": reports, "vocab_size": vocab_size}

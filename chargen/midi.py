@@ -1,17 +1,15 @@
-"""MIDI file <-> event tokens: the only chargen module that imports mido.
+"""MIDI files <-> notes and event tokens: the only chargen module that imports mido.
 
-A piece becomes a flat list of short event tokens from one FIXED vocabulary, in
-the spirit of Performance RNN (Oore et al. 2018) and MIDI-Like (MidiTok):
+A piece becomes a flat list of short event tokens from one FIXED vocabulary
+(chargen.miditokens, which needs no mido):
 
-    <piece> tempo:96 prog:0 vel:79 on:60 on:64 shift:24 off:60 off:64 ...
+    <piece> tempo:96 prog:0 vel:79 dur:24 note:60 note:64 shift:24 ...
 
-Time is beat-relative: STEPS_PER_BEAT steps per quarter note, so sixteenths,
-32nds and triplets land exactly, and tempo tokens carry the tempo map. The
-sustain pedal is applied to note durations; drums (channel 10) have their own
-onset-only tokens. The vocabulary and the token <-> note logic live in
-chargen.miditokens (no mido there); this module reads and writes files and
-re-exports the whole public MIDI API. See docs/midi.md for the token list and
-the measured round-trip fidelity.
+This module reads files into notes on the beat timeline (sustain pedal applied,
+drums apart), and turns decoded notes back into a file. Every function that
+reads or writes tokens takes the vocabulary `version` (default: the one new
+runs use), so the models of older vocabularies keep sampling. See docs/midi.md
+for the token list and the measured round-trip fidelity.
 
     tokens = encode_file("data/bach/bach_bwv1_6.mid")
     write_midi(decode_tokens(tokens), "out.mid")
@@ -19,9 +17,7 @@ the measured round-trip fidelity.
 
 from __future__ import annotations
 
-import bisect
 import io
-import math
 from collections import deque
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -32,41 +28,15 @@ from chargen.atomic import atomic_write
 from chargen.errors import MidiError
 from chargen.miditokens import (
     DEFAULT_BPM,
-    DRUM_STEPS,
-    MAX_COPIES,
-    MAX_NOTE_STEPS,
-    MAX_REST_STEPS,
-    MAX_SHIFT_STEPS,
     MIDI_VOCAB_VERSION,
-    PIECE_TOKEN,
     STEPS_PER_BEAT,
-    TEMPO_BPMS,
-    VELOCITY_BIN_WIDTH,
     TimedNote,
-    beats2steps,
-    bpm2bin,
-    describe_tokens,
-    find_cuts,
-    midi_vocab,
+    beats2seconds,
     notes_to_tokens,
-    quantize_notes,
+    plan_notes,
     seconds_per_step,
-    tokens_duration,
     tokens_to_notes,
-    vocabulary,
-    warp,
 )
-
-__all__ = [
-    "MIDI_EXTENSIONS", "MIDI_VOCAB_VERSION", "PIECE_TOKEN", "STEPS_PER_BEAT", "TEMPO_BPMS",
-    "MAX_SHIFT_STEPS", "MAX_REST_STEPS", "MAX_NOTE_STEPS", "MAX_COPIES", "DRUM_STEPS",
-    "VELOCITY_BIN_WIDTH",
-    "Note", "RoundTrip", "vocabulary", "midi_vocab", "describe_tokens", "is_midi_file",
-    "read_midi", "encode_file", "encode_midi", "decode_tokens", "write_midi", "read_prime",
-    "roundtrip", "measure_roundtrip", "piano_roll", "tokens_duration",
-]
-
-MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 
 DRUM_CHANNEL = 9  # General MIDI channel 10, 0-based
 PEDAL_CONTROL = 64  # sustain pedal; down while its value is >= 64
@@ -87,16 +57,6 @@ class Note(NamedTuple):
 
 
 # -- reading files ---------------------------------------------------------------
-
-
-def is_midi_file(path) -> bool:
-    """True when the file starts like a Standard MIDI File (or a RIFF RMID wrapper)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
-    return head.startswith(b"MThd") or (head[:4] == b"RIFF" and head[8:12] == b"RMID")
 
 
 def _unwrap_rmid(data: bytes) -> bytes:
@@ -125,11 +85,34 @@ def read_midi(path) -> mido.MidiFile:
     try:
         return mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as e:  # mido raises many types (EOFError, OSError, ValueError, KeyError...)
-        raise MidiError(f"{path}: corrupt or truncated midi file: {e or type(e).__name__}") from e
+        raise MidiError(f"{path}: corrupt or truncated midi file: {_reason(e)}") from e
 
 
-def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, float]]]:
-    """(notes, tempo changes as (beat, bpm)) of a parsed file, on the beat timeline.
+def _reason(error: Exception) -> str:
+    """Why mido could not parse a file, in words, also where mido's message is empty."""
+    if isinstance(error, EOFError):  # mido raises a bare EOFError when the data runs out
+        return "the file ends in the middle of a chunk (truncated)"
+    return str(error) or type(error).__name__
+
+
+class Score(NamedTuple):
+    """What chargen hears in a MIDI file, on the beat timeline."""
+
+    notes: list[TimedNote]  # times in beats, sustain pedal applied, sorted
+    tempos: list[tuple[float, float]]  # (beat, bpm) tempo changes, in file order
+
+
+def read_score(path) -> Score:
+    """The Score of a MIDI file, parsed once; MidiError naming the file on any problem."""
+    mid = read_midi(path)
+    try:
+        return score_of(mid)
+    except MidiError as e:
+        raise MidiError(f"{path}: {e}") from e
+
+
+def score_of(mid: mido.MidiFile) -> Score:
+    """The notes and tempo changes (beat, bpm) of a parsed file, on the beat timeline.
 
     Format 0 and 1 tracks play together; format 2 tracks play one after another.
     Notes pair per (track, channel, pitch) first in, first out: a pitch struck
@@ -202,43 +185,29 @@ def _read_notes(mid: mido.MidiFile) -> tuple[list[TimedNote], list[tuple[float, 
         for on in copies:
             finish(key, on, last)
     notes.sort()
-    return notes, tempos
+    return Score(notes, tempos)
 
 
 # -- encoding --------------------------------------------------------------------
 
 
-def _plan(mid: mido.MidiFile):
-    """(quantized notes, tempo changes, cuts, notes cut) of a file.
-
-    Times are in steps on the warped timeline (leading silence and overlong rests cut).
-    """
-    notes, tempos = _read_notes(mid)
-    if not notes:
-        raise MidiError("no notes")
-    notes, cut = quantize_notes(notes)
-    cuts = find_cuts(notes)
-    notes = [n._replace(start=warp(n.start, cuts), end=warp(n.end, cuts)) for n in notes]
-    steps = [(round(warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos]
-    return notes, [(0, DEFAULT_BPM)] + sorted(steps, key=lambda s: s[0]), cuts, cut
-
-
-def encode_file(path) -> list[str]:
+def encode_file(path, version: int = MIDI_VOCAB_VERSION) -> list[str]:
     """The token list of one MIDI file; MidiError naming the file on any problem."""
-    mid = read_midi(path)
+    notes, tempos = read_score(path)
     try:
-        return encode_midi(mid)
+        plan = plan_notes(notes, tempos)
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
+    return notes_to_tokens(plan.notes, plan.tempos, version)
 
 
-def encode_midi(mid: mido.MidiFile) -> list[str]:
+def encode_midi(mid: mido.MidiFile, version: int = MIDI_VOCAB_VERSION) -> list[str]:
     """The token list of one in-memory MIDI file, starting with PIECE_TOKEN.
 
     Raises MidiError if the file holds no notes or uses SMPTE timing.
     """
-    notes, tempos, *_ = _plan(mid)
-    return notes_to_tokens(notes, tempos)
+    plan = plan_notes(*score_of(mid))
+    return notes_to_tokens(plan.notes, plan.tempos, version)
 
 
 # -- decoding --------------------------------------------------------------------
@@ -294,7 +263,7 @@ def _repair_overlaps(pairs: list[tuple[int, TimedNote]]) -> list[tuple[int, Time
 
 
 def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
-                  program: int | None = None) -> mido.MidiFile:
+                  program: int | None = None, version: int = MIDI_VOCAB_VERSION) -> mido.MidiFile:
     """A type-1 MIDI file playing the first piece in `tokens`; never fails on bad tokens.
 
     tempo_bpm replaces every tempo token with one fixed tempo; program plays
@@ -305,7 +274,7 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
         raise ValueError("tempo_bpm must be between 1 and 1000")
     if program is not None and not 0 <= program <= 127:
         raise ValueError("program must be between 0 and 127")
-    notes, tempos, _ = tokens_to_notes(tokens)
+    notes, tempos, _ = tokens_to_notes(tokens, version)
     if program is not None:
         notes = [n if n.is_drum else n._replace(program=program) for n in notes]
     if tempo_bpm is not None:
@@ -347,14 +316,14 @@ def write_midi(mid: mido.MidiFile, path) -> None:
         raise MidiError(f"{path}: cannot write: {e.strerror or e}") from e
 
 
-# -- timing, priming and inspection ------------------------------------------------
+# -- priming and inspection --------------------------------------------------------
 
 
-def read_prime(path, seconds: float) -> list[str]:
+def read_prime(path, seconds: float, version: int = MIDI_VOCAB_VERSION) -> list[str]:
     """The tokens of the first `seconds` of a MIDI file (a prime for sampling)."""
     if not seconds > 0:
         raise ValueError("seconds must be > 0")
-    tokens = encode_file(path)
+    tokens = encode_file(path, version)
     elapsed, bpm = 0.0, DEFAULT_BPM
     for i, token in enumerate(tokens):
         kind, _, value = token.partition(":")
@@ -367,95 +336,9 @@ def read_prime(path, seconds: float) -> list[str]:
     return tokens
 
 
-def _beats2seconds(tempos: list[tuple[float, float]]):
-    """A function mapping beats to seconds under a tempo map [(beat, bpm), ...]."""
-    marks = [(0.0, 0.0, DEFAULT_BPM)]  # (beat, seconds at that beat, bpm from there)
-    for beat, bpm in sorted(tempos, key=lambda t: t[0]):
-        b0, s0, bpm0 = marks[-1]
-        marks.append((beat, s0 + (beat - b0) * 60.0 / bpm0, bpm))
-    starts = [m[0] for m in marks]
-
-    def convert(beat: float) -> float:
-        b0, s0, bpm0 = marks[bisect.bisect_right(starts, beat) - 1]
-        return s0 + (beat - b0) * 60.0 / bpm0
-
-    return convert
-
-
 def piano_roll(mid: mido.MidiFile) -> list[Note]:
     """Every note of `mid` with start and end in seconds, sorted by start."""
-    notes, tempos = _read_notes(mid)
-    to_seconds = _beats2seconds(tempos)
+    notes, tempos = score_of(mid)
+    to_seconds = beats2seconds(tempos)
     return [Note(to_seconds(n.start), to_seconds(n.end), n.pitch, n.velocity, n.program,
                  n.is_drum) for n in notes]
-
-
-def _bpm_at(tempos: list[tuple[float, float]], when: float) -> float:
-    """The tempo in force at `when` (same unit as the tempo map's positions)."""
-    bpm = DEFAULT_BPM
-    for at, value in sorted(tempos, key=lambda t: t[0]):  # stable: the last of a tie wins
-        if at > when:
-            break
-        bpm = value
-    return bpm
-
-
-class RoundTrip(NamedTuple):
-    """Round-trip fidelity of one file."""
-
-    notes: int  # notes as written (zero-length ones dropped)
-    preserved: int  # notes found again after MIDI -> tokens -> MIDI
-    cut: int  # notes cut by MAX_COPIES, or drum hits merged on one step
-
-
-def roundtrip(path) -> tuple[int, int]:
-    """(notes, notes preserved) after MIDI -> tokens -> MIDI for one file."""
-    report = measure_roundtrip(path)
-    return report.notes, report.preserved
-
-
-def measure_roundtrip(path) -> RoundTrip:
-    """The round-trip fidelity of one file, note by note.
-
-    A note is preserved when the decoded file holds a note with the same pitch,
-    program and drum flag whose onset and duration (in beats, pedal applied,
-    overlong rests shortened) are within one step, velocity within one bin,
-    and tempo at the onset in the same tempo bin. Drum durations are not
-    compared: drums are decoded as one-shots.
-    """
-    mid = read_midi(path)
-    try:
-        original, original_tempos = _read_notes(mid)
-        tokens = encode_midi(mid)
-        _, _, cuts, cut = _plan(mid)
-    except MidiError as e:
-        raise MidiError(f"{path}: {e}") from e
-    decoded, decoded_tempos = _read_notes(decode_tokens(tokens))
-    tempo_steps = [(round(warp(beats2steps(b), cuts)), bpm) for b, bpm in original_tempos]
-    pools: dict[tuple, list[TimedNote]] = {}
-    for d in decoded:
-        pools.setdefault((d.is_drum, d.program, d.pitch), []).append(
-            d._replace(start=d.start * STEPS_PER_BEAT, end=d.end * STEPS_PER_BEAT))
-    tolerance = 1 + 1e-6  # one step, plus float noise from ticks -> beats
-    preserved = 0
-    for n in original:
-        start = warp(n.start * STEPS_PER_BEAT, cuts)
-        length = warp(n.end * STEPS_PER_BEAT, cuts) - start
-        bpm = _bpm_at(tempo_steps, round(start))  # tempo changes move to whole steps too
-        pool = pools.get((n.is_drum, n.program, n.pitch), [])
-        errors = [(abs(d.start - start) + (0 if n.is_drum else abs(d.end - d.start - length)), i)
-                  for i, d in enumerate(pool)
-                  if abs(d.start - start) <= tolerance
-                  and (n.is_drum or abs(d.end - d.start - length) <= tolerance)
-                  and abs(d.velocity - n.velocity) < VELOCITY_BIN_WIDTH
-                  and _same_tempo(bpm, _bpm_at(decoded_tempos, d.start / STEPS_PER_BEAT))]
-        if errors:
-            del pool[min(errors)[1]]  # the closest match, so near neighbours keep theirs
-            preserved += 1
-    return RoundTrip(len(original), preserved, cut)
-
-
-def _same_tempo(original_bpm: float, decoded_bpm: float) -> bool:
-    """True when the decoded tempo is the original's tempo bin, inside the token range."""
-    inside = TEMPO_BPMS[0] - 0.5 <= original_bpm <= TEMPO_BPMS[-1] + 4
-    return inside and math.isclose(decoded_bpm, bpm2bin(original_bpm), rel_tol=1e-4)

@@ -1,35 +1,48 @@
-"""The MIDI event vocabulary and the token timeline: no mido, no files.
+"""The MIDI event vocabulary and the token timeline: no mido, no parsing.
 
-Tokens (see docs/midi.md for the full list and the reasons):
+New music runs use the duration vocabulary (version 3): every note is one
+token, played for the duration set before it, so no note can lack an end.
 
     <piece>     start of a piece          tempo:N   tempo bin, BPM
-    prog:N      instrument (GM program)   vel:N     velocity bin for next onsets
-    on:P off:P  pitched note on / off     drum:P    drum hit (channel 10), no off
+    prog:N      instrument (GM program)   vel:N     velocity bin for the next notes
+    dur:N       duration of the next notes, N steps (a run of dur: tokens adds up)
+    note:P      a pitched note            drum:P    drum hit (channel 10), a one-shot
     shift:N     advance N steps of 1/STEPS_PER_BEAT beat
-    copy:K      the next off:P ends the copy of P with K older copies sounding, not the oldest
+
+Checkpoints of the note-off vocabulary (versions 1 and 2, on:P ... off:P) keep
+working: every function that reads or writes tokens takes the vocabulary's
+`version`, and versions 1 and 2 go to chargen.miditokens_v2.
 
 chargen.midi turns MIDI files into the step-timeline notes handled here and
-back; this module turns those notes into tokens and tokens into notes.
+back; this module turns those notes into tokens and tokens into notes, and
+tells a MIDI file by its name or first bytes (so a text run never imports mido). See
+docs/midi.md for the token list, the reasons and the measured round trip.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import Iterable, NamedTuple, Sequence
 
+from chargen.errors import MidiError
 from chargen.vocab import Vocab
 
-MIDI_VOCAB_VERSION = 2  # 2: copy:K tokens (which sounding copy an off ends)
+MIDI_VOCAB_VERSION = 3  # the vocabulary of new runs; 3: note durations, 2: note-offs with copy:K, 1: note-offs
+VOCAB_VERSIONS = (1, 2, 3)  # every version that loads and samples
 STEPS_PER_BEAT = 24  # one step = 1/24 quarter note: 32nds (3) and triplet 16ths (4) are exact
 MAX_SHIFT_STEPS = 96  # longest single shift token: one 4/4 bar; longer gaps repeat it
+MAX_DURATION_STEPS = 96  # longest single dur token: one 4/4 bar; longer notes add dur tokens up
 MAX_REST_STEPS = 16 * STEPS_PER_BEAT  # silences longer than 4 bars are shortened to this
-MAX_NOTE_STEPS = 32 * STEPS_PER_BEAT  # a note still sounding after 8 bars is closed
+MAX_NOTE_STEPS = 32 * STEPS_PER_BEAT  # a note lasts at most 8 bars
+DEFAULT_DURATION_STEPS = STEPS_PER_BEAT  # a note before any dur: token lasts one beat
 DRUM_STEPS = STEPS_PER_BEAT // 4  # drums are one-shots: decoded as sixteenth notes
 MAX_COPIES = 6  # copies of one pitch one instrument sounds at once (unisons); one more cuts the oldest
 VELOCITY_BIN_WIDTH = 4  # 32 bins over 1..127; a bin decodes to its top value - 1
 DEFAULT_VELOCITY = 63
 DEFAULT_BPM = 120  # the MIDI default tempo (500000 microseconds per beat)
 PIECE_TOKEN = "<piece>"
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 # Tempo bins in BPM: 1 BPM apart up to 60, then 2, 4 and 8: every bin is within ~1.7%.
 TEMPO_BPMS = (
     list(range(20, 61))
@@ -51,38 +64,76 @@ class TimedNote(NamedTuple):
     is_drum: bool
 
 
-# -- the vocabulary ------------------------------------------------------------
+class Plan(NamedTuple):
+    """A piece ready to become tokens: what encoding writes and decoding plays back."""
+
+    notes: list[TimedNote]  # quantized, in steps, on the timeline with overlong rests cut
+    tempos: list[tuple[int, int]]  # (step, tempo bin) changes on that timeline, from step 0
+    cuts: list[tuple[float, float]]  # [from, to) step intervals cut out of the original timeline
+    cut: int  # notes cut by MAX_COPIES, or drum hits merged on one step
+
+
+# -- recognizing MIDI files ---------------------------------------------------------
+
+
+def is_midi_file(path) -> bool:
+    """True when the file starts like a Standard MIDI File (or a RIFF RMID wrapper)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(b"MThd") or (head[:4] == b"RIFF" and head[8:12] == b"RMID")
+
+
+# -- the vocabularies ------------------------------------------------------------
 
 _GROUPS = [
     ("piece", "<piece>: start of a piece", [PIECE_TOKEN]),
     ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS]),
     ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)]),
     ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES]),
+    ("duration", f"dur:1 .. dur:{MAX_DURATION_STEPS} (1/{STEPS_PER_BEAT} beat, next notes)",
+     [f"dur:{n}" for n in range(1, MAX_DURATION_STEPS + 1)]),
     ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
      [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)]),
-    ("note on", "on:0 .. on:127 (pitch)", [f"on:{p}" for p in range(128)]),
-    ("note off", "off:0 .. off:127 (pitch)", [f"off:{p}" for p in range(128)]),
+    ("note", "note:0 .. note:127 (pitch)", [f"note:{p}" for p in range(128)]),
     ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
-    ("off copy", f"copy:1 .. copy:{MAX_COPIES - 1} (next off ends a newer copy)",
-     [f"copy:{k}" for k in range(1, MAX_COPIES)]),
 ]
-_VOCABULARY = [token for _, _, tokens in _GROUPS for token in tokens]
-_VOCABULARY_SET = frozenset(_VOCABULARY)
 
 
-def vocabulary() -> list[str]:
-    """The fixed, ordered list of every MIDI token."""
-    return list(_VOCABULARY)
+def check_version(version: int) -> None:
+    """MidiError unless `version` is a MIDI vocabulary this chargen reads."""
+    if version not in VOCAB_VERSIONS:
+        raise MidiError(f"MIDI vocabulary version {version} is not supported "
+                        f"(this chargen reads versions {', '.join(map(str, VOCAB_VERSIONS))})")
 
 
-def midi_vocab() -> Vocab:
-    """The MIDI Vocab every MIDI model uses."""
-    return Vocab(vocabulary(), kind="midi", version=MIDI_VOCAB_VERSION)
+def _groups(version: int) -> list[tuple[str, str, list[str]]]:
+    check_version(version)
+    if version == MIDI_VOCAB_VERSION:
+        return _GROUPS
+    from chargen import miditokens_v2  # imported on use: it builds on this module's grid
+
+    return miditokens_v2.groups(version)
 
 
-def describe_tokens() -> list[tuple[str, str, int]]:
+def vocabulary(version: int = MIDI_VOCAB_VERSION) -> list[str]:
+    """The fixed, ordered list of every token of a vocabulary version."""
+    return [token for _, _, tokens in _groups(version) for token in tokens]
+
+
+def midi_vocab(version: int = MIDI_VOCAB_VERSION) -> Vocab:
+    """The MIDI Vocab of a vocabulary version (new runs: MIDI_VOCAB_VERSION)."""
+    return Vocab(vocabulary(version), kind="midi", version=version)
+
+
+def describe_tokens(version: int = MIDI_VOCAB_VERSION) -> list[tuple[str, str, int]]:
     """(group name, range text, token count) for each token group, in vocabulary order."""
-    return [(name, text, len(tokens)) for name, text, tokens in _GROUPS]
+    return [(name, text, len(tokens)) for name, text, tokens in _groups(version)]
+
+
+# -- the time grid -----------------------------------------------------------------
 
 
 def bpm2bin(bpm: float) -> int:
@@ -104,6 +155,10 @@ def velocity2bin(velocity: int) -> int:
 def beats2steps(beats: float) -> int:
     """Beats (quarter notes) -> whole time steps: the one place time is quantized."""
     return round(beats * STEPS_PER_BEAT)
+
+
+def seconds_per_step(bpm: float) -> float:
+    return 60.0 / (bpm * STEPS_PER_BEAT)
 
 
 def quantize_notes(notes: list[TimedNote]) -> tuple[list[TimedNote], int]:
@@ -162,27 +217,74 @@ def warp(step: float, cuts: list[tuple[float, float]]) -> float:
     return step - sum(min(max(step - a, 0), b - a) for a, b in cuts)
 
 
-def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> list[str]:
-    """The token list of quantized notes and (step, tempo bin) changes, from PIECE_TOKEN on.
+def plan_notes(notes: list[TimedNote], tempos: list[tuple[float, float]]) -> Plan:
+    """The Plan of notes and (beat, bpm) tempo changes read from a file (times in beats).
 
-    This is the one place notes become tokens; notes must already respect
-    MAX_COPIES (see quantize_notes). off:P ends the oldest sounding copy of P;
-    when the note ending is a newer copy, copy:K (K older copies sound) comes first.
+    Raises MidiError("no notes") for a piece without notes.
     """
-    # (step, order, is_drum, program, pitch, start, end, velocity): at one
-    # step, the tempo comes first, then note-offs (oldest copy first), then
-    # onsets, each grouped by instrument. Copies of one pitch starting together
-    # go shortest first, so the common case needs no copy: token.
-    events = [(step, 0, False, 0, 0, 0, 0, bpm) for step, bpm in dict(tempos).items()]
+    if not notes:
+        raise MidiError("no notes")
+    notes, cut = quantize_notes(notes)
+    cuts = find_cuts(notes)
+    notes = [n._replace(start=warp(n.start, cuts), end=warp(n.end, cuts)) for n in notes]
+    steps = sorted(((round(warp(beats2steps(b), cuts)), bpm2bin(bpm)) for b, bpm in tempos),
+                   key=lambda s: s[0])
+    return Plan(notes, [(0, DEFAULT_BPM)] + steps, cuts, cut)
+
+
+def beats2seconds(tempos: list[tuple[float, float]]):
+    """A function mapping a position in beats to seconds under a tempo map [(beat, bpm), ...]."""
+    marks = [(0.0, 0.0, DEFAULT_BPM)]  # (beat, seconds at that beat, bpm from there)
+    for beat, bpm in sorted(tempos, key=lambda t: t[0]):
+        b0, s0, bpm0 = marks[-1]
+        marks.append((beat, s0 + (beat - b0) * 60.0 / bpm0, bpm))
+    starts = [m[0] for m in marks]
+
+    def convert(beat: float) -> float:
+        b0, s0, bpm0 = marks[bisect.bisect_right(starts, beat) - 1]
+        return s0 + (beat - b0) * 60.0 / bpm0
+
+    return convert
+
+
+# -- notes <-> tokens ---------------------------------------------------------------
+
+
+def shift_tokens(steps: int) -> list[str]:
+    """Time shift tokens covering `steps`, longest first."""
+    full, rest = divmod(steps, MAX_SHIFT_STEPS)
+    return [f"shift:{MAX_SHIFT_STEPS}"] * full + ([f"shift:{rest}"] if rest else [])
+
+
+def duration_tokens(steps: int) -> list[str]:
+    """Duration tokens adding up to `steps`, longest first."""
+    full, rest = divmod(steps, MAX_DURATION_STEPS)
+    return [f"dur:{MAX_DURATION_STEPS}"] * full + ([f"dur:{rest}"] if rest else [])
+
+
+def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]],
+                    version: int = MIDI_VOCAB_VERSION) -> list[str]:
+    """The token list of a Plan's notes and tempo changes, from PIECE_TOKEN on.
+
+    This is the one place notes become tokens. In version 3, each note is a
+    note:P (or drum:P) token; program, velocity and duration are states, written
+    when they change. At one step the tempo comes first, then the onsets
+    grouped by instrument, then by velocity and duration, pitches rising, so a
+    chord of equal notes costs one token per note.
+    """
+    check_version(version)
+    if version != MIDI_VOCAB_VERSION:
+        from chargen import miditokens_v2
+
+        return miditokens_v2.notes_to_tokens(notes, tempos)
+    events = [(step, 0, False, 0, bpm, 0, 0) for step, bpm in dict(tempos).items()]
     for n in notes:
-        if not n.is_drum:
-            events.append((n.end, 1, False, n.program, n.pitch, n.start, n.end, n.velocity))
-        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.start, n.end, n.velocity))
+        events.append((n.start, 1, n.is_drum, n.program, velocity2bin(n.velocity),
+                       0 if n.is_drum else n.end - n.start, n.pitch))
     events.sort()
 
-    tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
-    sounding: dict[tuple[int, int], list[tuple]] = {}  # (program, pitch) -> copies, oldest first
-    for step, order, is_drum, prog, pitch, start, end, value in events:
+    tokens, now, tempo, program, velocity, duration = [PIECE_TOKEN], 0, None, None, None, None
+    for step, order, is_drum, prog, value, length, pitch in events:
         if step > now:
             tokens += shift_tokens(step - now)
             now = step
@@ -194,30 +296,18 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> li
         if not is_drum and prog != program:
             program = prog
             tokens.append(f"prog:{program}")
-        if order == 1:
-            copies = sounding[(prog, pitch)]
-            older = copies.index((start, end, value))  # copies sounding that were struck before it
-            assert older < MAX_COPIES, "notes_to_tokens needs notes within MAX_COPIES"
-            tokens += [f"copy:{older}", f"off:{pitch}"] if older else [f"off:{pitch}"]
-            del copies[older]
-            continue
-        if velocity2bin(value) != velocity:
-            velocity = velocity2bin(value)
+        if value != velocity:
+            velocity = value
             tokens.append(f"vel:{velocity}")
-        tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
-        if not is_drum:
-            sounding.setdefault((prog, pitch), []).append((start, end, value))
+        if not is_drum and length != duration:
+            duration = length
+            tokens += duration_tokens(duration)
+        tokens.append(f"{'drum' if is_drum else 'note'}:{pitch}")
     return tokens
 
 
-def shift_tokens(steps: int) -> list[str]:
-    """Time shift tokens covering `steps`, longest first."""
-    full, rest = divmod(steps, MAX_SHIFT_STEPS)
-    return [f"shift:{MAX_SHIFT_STEPS}"] * full + ([f"shift:{rest}"] if rest else [])
-
-
-def first_piece(tokens: Iterable[str]) -> Iterable[tuple[str, int]]:
-    """(kind, value) of each known token of the first piece; unknown tokens are skipped.
+def first_piece(tokens: Iterable[str], known: frozenset[str]) -> Iterable[tuple[str, int]]:
+    """(kind, value) of each token of the first piece that is in `known`; others are skipped.
 
     Leading PIECE_TOKENs are skipped; the next one after any music ends the piece.
     """
@@ -227,78 +317,67 @@ def first_piece(tokens: Iterable[str]) -> Iterable[tuple[str, int]]:
             if started:
                 return
             continue
-        if token not in _VOCABULARY_SET:
+        if token not in known:
             continue
         started = True
         kind, _, value = token.partition(":")
         yield kind, int(value)
 
 
-def tokens_to_notes(tokens: Iterable[str]) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
+@functools.cache
+def _known(version: int) -> frozenset[str]:
+    return frozenset(vocabulary(version))
+
+
+def tokens_to_notes(tokens: Iterable[str], version: int = MIDI_VOCAB_VERSION
+                    ) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
     """(notes, tempo changes, end step) played by a token list, times in steps.
 
-    Each instrument may sound up to MAX_COPIES copies of a pitch: off:P ends
-    the oldest sounding copy of P on the current program, or, right after
-    copy:K, the copy with K older copies sounding (the newest if fewer do).
-    Repairs as it goes: an off with nothing sounding is dropped, a copy:K not
-    followed by an off is ignored, an on while MAX_COPIES copies sound ends the
-    oldest there, a note open for more than MAX_NOTE_STEPS is closed at that
-    length, and notes open at the end close there (at least one step after
-    their onset).
+    Only the first piece is read, and tokens outside the vocabulary are
+    skipped. In version 3 every note:P lasts the current duration: the last
+    run of dur: tokens, added up and capped at MAX_NOTE_STEPS (one beat before
+    any), so every note has an end. A note struck while MAX_COPIES copies of
+    its pitch sound on its instrument cuts the oldest there, as encoding does.
     """
-    now, program, velocity, pending_copy = 0, 0, DEFAULT_VELOCITY, 0
+    check_version(version)
+    if version != MIDI_VOCAB_VERSION:
+        from chargen import miditokens_v2
+
+        return miditokens_v2.tokens_to_notes(tokens, _known(version))
+    now, program, velocity, duration = 0, 0, DEFAULT_VELOCITY, DEFAULT_DURATION_STEPS
     tempos = [(0, DEFAULT_BPM)]
-    # (program, pitch) -> sounding copies as (start, velocity), oldest first
-    sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
     notes: list[TimedNote] = []
-
-    def close(key, end, copy=0):
-        start, vel = sounding[key].pop(copy)
-        if not sounding[key]:
-            del sounding[key]
-        if end > start:
-            notes.append(TimedNote(start, end, key[1], vel, key[0], False))
-
-    for kind, value in first_piece(tokens):
-        key = (program, value)
-        copy, pending_copy = pending_copy, 0  # copy:K applies to the token right after it only
-        if kind == "shift":
+    sounding: dict[tuple[int, int], list[int]] = {}  # (program, pitch) -> indices into notes, oldest first
+    previous = None
+    for kind, value in first_piece(tokens, _known(version)):
+        if kind == "dur":
+            duration = min(duration + value if previous == "dur" else value, MAX_NOTE_STEPS)
+        elif kind == "shift":
             now += value
-            for copies_key, copies in list(sounding.items()):
-                # strictly longer: an off at exactly MAX_NOTE_STEPS still closes its own copy
-                while copies_key in sounding and now - copies[0][0] > MAX_NOTE_STEPS:
-                    close(copies_key, copies[0][0] + MAX_NOTE_STEPS)
         elif kind == "tempo":
             tempos.append((now, value))
         elif kind == "prog":
             program = value
         elif kind == "vel":
             velocity = value
-        elif kind == "on":
-            if len(sounding.get(key, ())) == MAX_COPIES:
-                close(key, now)
-            sounding.setdefault(key, []).append((now, velocity))
-        elif kind == "copy":
-            pending_copy = value
-        elif kind == "off" and key in sounding:
-            copy = min(copy, len(sounding[key]) - 1)
-            close(key, max(now, sounding[key][copy][0] + 1), copy)
+        elif kind == "note":
+            copies = [i for i in sounding.get((program, value), []) if notes[i].end > now]
+            if len(copies) == MAX_COPIES:
+                oldest = copies.pop(0)
+                notes[oldest] = notes[oldest]._replace(end=now)
+            sounding[(program, value)] = copies + [len(notes)]
+            notes.append(TimedNote(now, now + duration, value, velocity, program, False))
         elif kind == "drum":
             notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
-    for key, copies in list(sounding.items()):
-        for start, _ in list(copies):
-            close(key, max(now, start + 1))
-    return notes, tempos, now
+        previous = kind
+    return [n for n in notes if n.end > n.start], tempos, now
 
 
-def seconds_per_step(bpm: float) -> float:
-    return 60.0 / (bpm * STEPS_PER_BEAT)
-
-
-def tokens_duration(tokens: Sequence[str]) -> float:
-    """Seconds of music in the first piece of `tokens`, following its tempo tokens."""
+def tokens_duration(tokens: Sequence[str], version: int = MIDI_VOCAB_VERSION) -> float:
+    """Seconds of music in the first piece of `tokens` (its time shifts), following its tempo tokens."""
+    check_version(version)
     seconds, bpm = 0.0, DEFAULT_BPM
-    for kind, value in first_piece(tokens):
+    for kind, value in first_piece(tokens, _known(version)):
         if kind == "tempo":
             bpm = value
         elif kind == "shift":

@@ -18,8 +18,8 @@ from typing import Optional
 from chargen import checkpoint
 from chargen.atomic import atomic_write
 from chargen.errors import ArgumentError, ChargenError
+from chargen.miditokens import MIDI_EXTENSIONS
 
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")  # as chargen.midi.MIDI_EXTENSIONS, without importing mido
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, checkpoint.METRICS)
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
@@ -42,7 +42,7 @@ def sample_paths(out: Optional[str | os.PathLike], count: int, kind: str,
         _make_folder(folder, hint="; name a file to write with --out")
         out = folder / f"sample-{time.strftime('%Y%m%d-%H%M%S')}.mid"
     out = Path(out)
-    if kind == "midi" and not out.name.lower().endswith(MIDI_SUFFIXES):
+    if kind == "midi" and not out.name.lower().endswith(MIDI_EXTENSIONS):
         raise ArgumentError("out", f"{out}: a music model writes MIDI; name the file .mid")
     paths = [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
     for path in paths:

@@ -175,7 +175,7 @@ def resume_run(
             paths,
             format=vocab.kind,
             val_frac=config.val_frac,
-            vocab=vocab if vocab.kind == "text" else None,
+            vocab=vocab,  # a music run keeps the vocabulary version it was trained with
             encoding_errors=config.encoding_errors,
         )
     except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for

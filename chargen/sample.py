@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from chargen.miditokens import PIECE_TOKEN, tokens_duration
 from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.vocab import Vocab
 
@@ -310,8 +311,6 @@ def generate_music(
     piece is the start of the next), after `config.length` tokens, or, with
     `seconds`, once the new events (after the prime) hold that much music.
     """
-    from chargen.miditokens import PIECE_TOKEN, tokens_duration  # pure Python: no mido for sampling
-
     samples = [list(prime) for _ in range(config.num_samples)]
     done = [False] * config.num_samples
     prime_ids = vocab.encode(prime)
@@ -327,7 +326,7 @@ def generate_music(
                 samples[i].append(token)
         if seconds is not None and step % check_every == 0:
             for i, sample in enumerate(samples):
-                done[i] = done[i] or tokens_duration(sample) - prime_seconds >= seconds
+                done[i] = done[i] or tokens_duration(sample, vocab.version) - prime_seconds >= seconds
         if all(done):
             break
     return samples

@@ -89,11 +89,11 @@ def test_cache_that_cannot_be_written_is_not_an_error(corpus_file, monkeypatch, 
         assert os.listdir(entry.parent) == []  # no temporary file left either
 
 
-def test_midi_ids_are_cached_per_file_and_retired_with_the_tokenizer(tmp_path, monkeypatch):
+def test_midi_ids_are_cached_per_file_and_keyed_by_vocabulary_version(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
-    from chargen import midi
+    from chargen import midi, miditokens
 
     songs = tmp_path / "songs"
     songs.mkdir()
@@ -102,16 +102,19 @@ def test_midi_ids_are_cached_per_file_and_retired_with_the_tokenizer(tmp_path, m
         _age(songs / name)
     calls = []
     real_encode = midi.encode_file
-    monkeypatch.setattr(midi, "encode_file", lambda f: calls.append(f) or real_encode(f))
+    monkeypatch.setattr(midi, "encode_file", lambda f, version: calls.append(version) or real_encode(f, version))
     first = load_corpus([str(songs)])
-    assert len(calls) == 2
+    assert calls == [miditokens.MIDI_VOCAB_VERSION] * 2
     second = load_corpus([str(songs)])
     assert len(calls) == 2  # both mapped from the cache, none parsed
     assert torch.equal(first.train, second.train) and first.fingerprint == second.fingerprint
     assert second.files == first.files  # the cache folder inside songs/ is not read as corpus
-    monkeypatch.setattr(midi, "MIDI_VOCAB_VERSION", midi.MIDI_VOCAB_VERSION + 1)
-    load_corpus([str(songs)])
-    assert len(calls) == 4  # another tokenizer version: parsed again
+    # An older model's vocabulary (resume, eval) must never be served the new version's ids.
+    old = load_corpus([str(songs)], vocab=miditokens.midi_vocab(2))
+    assert calls[2:] == [2, 2]  # another vocabulary version: parsed again
+    assert old.vocab == miditokens.midi_vocab(2) and "off:60" in old.vocab.decode(torch.cat([old.train, old.val]))
+    assert len(load_corpus([str(songs)], vocab=miditokens.midi_vocab(2)).train) == len(old.train)
+    assert len(calls) == 4  # the version 2 ids are cached in their turn
 
 
 def test_cache_notices_a_same_size_edit_with_the_modification_time_set_back(corpus_file):

@@ -8,7 +8,7 @@ import mido
 import pytest
 from click.testing import CliRunner
 
-from chargen import __version__, checkpoint, midi
+from chargen import __version__, checkpoint, miditokens
 from chargen.cli import cli
 from conftest import TINY_MODEL, TINY_RUN_STEPS, TINY_TEXT, TINY_TRAIN_ARGS
 
@@ -148,7 +148,7 @@ def test_music_sample_without_out_writes_into_the_run(runner, music_run):
 def test_info_on_a_music_checkpoint_lists_the_event_vocabulary(runner, music_run):
     result = runner.invoke(cli, ["info", str(music_run)])
     assert result.exit_code == 0, result.output
-    assert "midi" in result.stdout and "note on" in result.stdout and "time shift" in result.stdout
+    assert "midi" in result.stdout and "duration" in result.stdout and "time shift" in result.stdout
 
 
 def test_inspect_json_reports_each_file(runner, tmp_path):
@@ -161,11 +161,19 @@ def test_inspect_json_reports_each_file(runner, tmp_path):
     good, broken = report["files"]
     assert good["kind"] == "midi" and good["notes"] == 8 and good["notes_preserved"] == 8 and good["error"] is None
     assert broken["error"] and "fake.mid" in broken["error"] and broken["tokens"] is None
-    assert report["vocab_size"] == len(midi.vocabulary())
+    assert report["vocab_size"] == len(miditokens.vocabulary())
     text_report = json.loads(runner.invoke(cli, ["inspect", str(text), "--json"]).stdout)
     assert text_report["files"][0] == {"path": str(text), "kind": "text", "tokens": 5, "notes": None,
                                        "notes_preserved": None, "error": None}
     assert text_report["vocab_size"] == 4
+
+
+def test_inspect_never_rounds_a_loss_up_to_100_percent():
+    from chargen import display
+
+    assert display.format_share(3332, 3333) == "99.9%"  # 99.97%
+    assert display.format_share(8, 8) == "100.0%"
+    assert display.format_share(1, 3) == "33.3%"
 
 
 def test_inspect_roundtrip_writes_what_chargen_hears(runner, tmp_path):

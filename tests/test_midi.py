@@ -1,8 +1,14 @@
-"""Tests for chargen.midi: vocabulary, encoding, decoding, repair, round trips, bad files."""
+"""Tests for chargen.midi and chargen.miditokens: vocabularies, encoding, decoding, repair, round trips, bad files.
+
+Version 3 (note durations) is the default; version 2 (note-offs) must keep
+working for older checkpoints, so the round-trip properties run on both.
+"""
 
 import io
 import os
 import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,13 +18,16 @@ from hypothesis import given, settings, strategies as st
 
 from chargen import midi, miditokens
 from chargen.errors import MidiError
+from chargen.roundtrip import measure_roundtrip
 from chargen.vocab import Vocab
 
 HERE = Path(__file__).parent
 TEST_FILES = sorted((HERE / "data" / "midi").glob("*.mid"))
 BACH_FILES = sorted((HERE.parent / "data" / "bach").glob("*.mid"))
 TPB = 480
-STEP = TPB // midi.STEPS_PER_BEAT  # ticks per step in the files built here
+STEP = TPB // miditokens.STEPS_PER_BEAT  # ticks per step in the files built here
+V2 = 2  # the note-off vocabulary of older checkpoints
+VERSIONS = [V2, miditokens.MIDI_VOCAB_VERSION]
 
 
 def build_midi(notes, tempos=(), tpb=TPB, file_type=1):
@@ -69,21 +78,34 @@ def assert_no_hanging_notes(mid):
 
 
 def test_vocabulary_is_unique_and_grouped():
-    tokens = midi.vocabulary()
-    assert len(tokens) == len(set(tokens))
-    assert tokens[0] == midi.PIECE_TOKEN
-    assert sum(count for _, _, count in midi.describe_tokens()) == len(tokens)
-    examples = {"on:60", "off:60", "drum:36", "vel:127", "shift:24", "prog:0", "tempo:120", "copy:1"}
+    tokens = miditokens.vocabulary()
+    assert len(tokens) == len(set(tokens)) == 725
+    assert tokens[0] == miditokens.PIECE_TOKEN
+    assert sum(count for _, _, count in miditokens.describe_tokens()) == len(tokens)
+    examples = {"note:60", "dur:1", "dur:96", "drum:36", "vel:127", "shift:24", "prog:0", "tempo:120"}
     assert examples <= set(tokens)
-    copies = [t for t in tokens if t.startswith("copy:")]
-    assert copies == [f"copy:{k}" for k in range(1, midi.MAX_COPIES)]  # copy:0 is a plain off
-    assert tokens[-len(copies):] == copies  # appended: version 1 tokens keep their ids
+    assert not any(t.startswith(("on:", "off:", "copy:")) for t in tokens)  # no note without an end
 
 
-def test_midi_vocab_roundtrips_through_dict():
-    vocab = midi.midi_vocab()
-    assert vocab.kind == "midi" and vocab.version == midi.MIDI_VOCAB_VERSION
+def test_note_off_vocabularies_keep_their_ids():
+    v1, v2 = miditokens.vocabulary(1), miditokens.vocabulary(V2)
+    assert (len(v1), len(v2)) == (757, 762)
+    assert v2[:len(v1)] == v1  # version 2 appended copy:K, so every version 1 token keeps its id
+    assert v2[len(v1):] == [f"copy:{k}" for k in range(1, miditokens.MAX_COPIES)]  # copy:0 is a plain off
+    assert v1[0] == miditokens.PIECE_TOKEN and {"on:60", "off:60", "drum:36"} <= set(v1)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_midi_vocab_records_its_version(version):
+    vocab = miditokens.midi_vocab(version)
+    assert vocab.kind == "midi" and vocab.version == version
     assert Vocab.from_dict(vocab.to_dict()) == vocab
+    assert miditokens.midi_vocab().version == miditokens.MIDI_VOCAB_VERSION == 3
+
+
+def test_unknown_vocabulary_version_is_refused():
+    with pytest.raises(MidiError, match="version 9 is not supported"):
+        miditokens.midi_vocab(9)
 
 
 # -- encoding --------------------------------------------------------------------
@@ -91,9 +113,25 @@ def test_midi_vocab_roundtrips_through_dict():
 
 def test_encode_midi_chord_gives_exact_tokens():
     chord = [(0, TPB, p, 100, 0, 0) for p in (60, 64, 67)] + [(TPB, TPB // 2, 72, 50, 9, 0)]
-    tokens = midi.encode_midi(build_midi(chord, tempos=[(0, 96)]))
-    assert tokens == ["<piece>", "tempo:96", "prog:0", "vel:99", "on:60", "on:64", "on:67",
-                      "shift:24", "off:60", "off:64", "off:67", "vel:51", "drum:72"]
+    mid = build_midi(chord + [(TPB, 2 * TPB, 48, 100, 0, 0), (TPB, TPB, 55, 100, 0, 0)], tempos=[(0, 96)])
+    # A chord of equal notes: one dur: token, then one token per note; durations and
+    # velocities are states, written when they change; drums have no duration.
+    assert midi.encode_midi(mid) == [
+        "<piece>", "tempo:96", "prog:0", "vel:99", "dur:24", "note:60", "note:64", "note:67",
+        "shift:24", "note:55", "dur:48", "note:48", "vel:51", "drum:72"]
+    assert midi.encode_midi(mid, version=V2) == [
+        "<piece>", "tempo:96", "prog:0", "vel:99", "on:60", "on:64", "on:67", "shift:24",
+        "off:60", "off:64", "off:67", "on:48", "on:55", "vel:51", "drum:72", "shift:24", "off:55",
+        "shift:24", "off:48"]
+
+
+def test_encode_midi_long_notes_add_duration_tokens_up():
+    mid = build_midi([(0, 9 * TPB, 60, 64, 0, 0), (0, 100 * TPB, 62, 64, 0, 0)])
+    tokens = midi.encode_midi(mid)
+    assert tokens[3:] == ["vel:63", "dur:96", "dur:96", "dur:24", "note:60",
+                          "dur:96", "dur:96", "dur:96", "dur:96", "dur:96", "dur:96", "dur:96", "dur:96", "note:62"]
+    played, _, _ = miditokens.tokens_to_notes(tokens)
+    assert sorted((n.pitch, n.end - n.start) for n in played) == [(60, 216), (62, miditokens.MAX_NOTE_STEPS)]
 
 
 def test_encode_midi_velocity_zero_is_note_off_and_pedal_extends_notes():
@@ -104,7 +142,8 @@ def test_encode_midi_velocity_zero_is_note_off_and_pedal_extends_notes():
         mido.Message("control_change", control=64, value=0, time=TPB),  # pedal up: note ends
     ])
     mid = mido.MidiFile(type=0, ticks_per_beat=TPB, tracks=[track])
-    assert midi.encode_midi(mid)[-3:] == ["on:60", "shift:48", "off:60"]
+    assert midi.encode_midi(mid)[-2:] == ["dur:48", "note:60"]
+    assert midi.encode_midi(mid, version=V2)[-3:] == ["on:60", "shift:48", "off:60"]
 
 
 def test_encode_midi_keeps_unisons_on_one_channel():
@@ -112,7 +151,7 @@ def test_encode_midi_keeps_unisons_on_one_channel():
     # pairs note-offs first in, first out, so every note survives as written.
     notes = [(0, TPB, 60, 80, 0, 0), (0, 2 * TPB, 60, 80, 0, 0),
              (2 * TPB, TPB, 62, 80, 0, 0), (2 * TPB + TPB // 2, TPB, 62, 80, 0, 0)]
-    tokens = midi.encode_midi(build_midi(notes))
+    tokens = midi.encode_midi(build_midi(notes), version=V2)
     assert tokens[4:] == ["on:60", "on:60", "shift:24", "off:60", "shift:24", "off:60", "on:62",
                           "shift:12", "on:62", "shift:12", "off:62", "shift:12", "off:62"]
 
@@ -129,9 +168,10 @@ def test_read_drum_channel_restrike_ends_the_previous_hit():
 
 def test_encode_midi_shortens_long_rests_and_drops_leading_silence():
     mid = build_midi([(10 * TPB, TPB, 60, 64, 0, 0), (1000 * TPB, TPB, 62, 64, 0, 0)])
-    shifts = [int(t.split(":")[1]) for t in midi.encode_midi(mid) if t.startswith("shift:")]
-    assert sum(shifts) == 24 + midi.MAX_REST_STEPS + 24  # note, capped rest, note; no lead-in
-    assert midi.encode_midi(mid)[1] == "tempo:120"
+    for version, tail in ((V2, 24), (3, 0)):  # version 2 also shifts to the last note's off
+        shifts = [int(t.split(":")[1]) for t in midi.encode_midi(mid, version) if t.startswith("shift:")]
+        assert sum(shifts) == 24 + miditokens.MAX_REST_STEPS + tail  # note, capped rest, note; no lead-in
+        assert midi.encode_midi(mid, version)[1] == "tempo:120"
 
 
 def test_encode_midi_format2_plays_tracks_in_sequence():
@@ -139,7 +179,7 @@ def test_encode_midi_format2_plays_tracks_in_sequence():
     mid.tracks = mid.tracks[1:]
     mid.type = 2
     tokens = midi.encode_midi(mid)
-    assert tokens.index("on:62") > tokens.index("off:60")
+    assert tokens.index("note:62") == tokens.index("shift:24") + 1 > tokens.index("note:60")
 
 
 def test_encode_midi_without_notes_raises():
@@ -170,22 +210,24 @@ def to_notes(drawn, overlaps=True):
     return notes
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=50, deadline=None)
 @given(note_lists, tempo_lists)
-def test_roundtrip_preserves_generated_notes(drawn, tempos):
+def test_roundtrip_preserves_generated_notes(version, drawn, tempos):
     with tempfile.TemporaryDirectory() as folder:
         path = save(build_midi(to_notes(drawn, overlaps=False), tempos=[(0, 100)] + tempos), folder)
-        report = midi.measure_roundtrip(path)
+        report = measure_roundtrip(path, version)
     assert report.cut == 0
     assert report.preserved == report.notes
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=50, deadline=None)
 @given(note_lists, tempo_lists)
-def test_roundtrip_loses_only_cut_notes(drawn, tempos):
+def test_roundtrip_loses_only_cut_notes(version, drawn, tempos):
     with tempfile.TemporaryDirectory() as folder:
         path = save(build_midi(to_notes(drawn), tempos=tempos), folder)
-        report = midi.measure_roundtrip(path)
+        report = measure_roundtrip(path, version)
     assert report.preserved >= report.notes - report.cut
 
 
@@ -193,36 +235,37 @@ def test_roundtrip_loses_only_cut_notes(drawn, tempos):
 # MAX_COPIES of each of two pitches, so no copy limit applies.
 unison_lists = st.lists(st.tuples(
     st.integers(0, 8 * TPB), st.integers(STEP, 4 * TPB), st.integers(1, 127)),
-    min_size=1, max_size=midi.MAX_COPIES)
+    min_size=1, max_size=miditokens.MAX_COPIES)
 
 
-def assert_exact_roundtrip(notes):
+def assert_exact_roundtrip(notes, version):
     """Every note comes back from MIDI -> tokens -> MIDI, none cut, none left hanging."""
     with tempfile.TemporaryDirectory() as folder:
         path = save(build_midi(notes), folder)
-        report = midi.measure_roundtrip(path)
-        assert_no_hanging_notes(midi.decode_tokens(midi.encode_file(path)))
+        report = measure_roundtrip(path, version)
+        assert_no_hanging_notes(midi.decode_tokens(midi.encode_file(path, version), version=version))
     assert report.cut == 0
     assert report.preserved == report.notes == len(notes)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=50, deadline=None)
 @given(unison_lists, unison_lists, st.sampled_from([(0, 0), (3, 73)]))
-def test_roundtrip_preserves_overlapping_unisons_on_one_channel(low, high, instrument):
+def test_roundtrip_preserves_overlapping_unisons_on_one_channel(version, low, high, instrument):
     channel, program = instrument
     notes = [(start, length, pitch, velocity, channel, program)
              for pitch, drawn in ((60, low), (61, high)) for start, length, velocity in drawn]
-    assert_exact_roundtrip(notes)
+    assert_exact_roundtrip(notes, version)
 
 
 def test_encode_midi_nested_unison_names_the_copy_it_ends():
     # Program 40 on channels 1 and 2: a short C4 inside a long one. The short
     # one ends first while one older copy sounds: copy:1 off:60.
     mid = build_midi([(0, 4 * TPB, 60, 80, 1, 40), (TPB, TPB, 60, 80, 2, 40)])
-    tokens = midi.encode_midi(mid)
+    tokens = midi.encode_midi(mid, version=V2)
     assert tokens[4:] == ["on:60", "shift:24", "on:60", "shift:24", "copy:1", "off:60",
                           "shift:48", "off:60"]
-    assert sorted((n.start_s, n.end_s) for n in midi.piano_roll(midi.decode_tokens(tokens))) == [
+    assert sorted((n.start_s, n.end_s) for n in midi.piano_roll(midi.decode_tokens(tokens, version=V2))) == [
         (0.0, 2.0), (0.5, 1.0)]
 
 
@@ -232,71 +275,78 @@ def test_encode_midi_nested_unison_names_the_copy_it_ends():
 NESTING_CHANNELS = [0, 1, 2, 3, 4, 5]
 nested_lists = st.lists(st.tuples(
     st.integers(0, 16), st.integers(1, 16), st.integers(1, 127),
-    st.sampled_from(NESTING_CHANNELS)), min_size=1, max_size=midi.MAX_COPIES)
+    st.sampled_from(NESTING_CHANNELS)), min_size=1, max_size=miditokens.MAX_COPIES)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=100, deadline=None)
 @given(nested_lists, nested_lists, st.sampled_from([0, 48]))
-def test_roundtrip_preserves_nested_unisons_across_channels(low, high, program):
+def test_roundtrip_preserves_nested_unisons_across_channels(version, low, high, program):
     quarter = TPB // 4  # starts and lengths in sixteenths: many exact nestings and ties
     notes = [(start * quarter, length * quarter, pitch, velocity, channel, program)
              for pitch, drawn in ((60, low), (61, high))
              for start, length, velocity, channel in drawn]
-    assert_exact_roundtrip(notes)
+    assert_exact_roundtrip(notes, version)
 
 
 timed_notes = st.lists(st.builds(
-    lambda start, length, pitch, velocity, program: midi.TimedNote(
+    lambda start, length, pitch, velocity, program: miditokens.TimedNote(
         start, start + length, pitch, velocity, program, False),
     st.integers(0, 96), st.integers(1, 48), st.integers(60, 62), st.integers(1, 127),
     st.sampled_from([0, 40])), max_size=40)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=200, deadline=None)
 @given(timed_notes)
-def test_tokens_play_exactly_the_quantized_notes(notes):
+def test_tokens_play_exactly_the_quantized_notes(version, notes):
     # Any overlaps, nested or not, up to 40 copies of a pitch: after the copy
     # limit is applied, decoding the tokens plays exactly the planned notes.
-    beats = [n._replace(start=n.start / midi.STEPS_PER_BEAT, end=n.end / midi.STEPS_PER_BEAT)
+    beats = [n._replace(start=n.start / miditokens.STEPS_PER_BEAT, end=n.end / miditokens.STEPS_PER_BEAT)
              for n in notes]
     planned, cut = miditokens.quantize_notes(beats)
-    tokens = miditokens.notes_to_tokens(planned, [(0, 120)])
-    played, _, _ = miditokens.tokens_to_notes(tokens)
+    tokens = miditokens.notes_to_tokens(planned, [(0, 120)], version)
+    played, _, _ = miditokens.tokens_to_notes(tokens, version)
     velocity_bins = [n._replace(velocity=miditokens.velocity2bin(n.velocity)) for n in planned]
     assert sorted(played) == sorted(velocity_bins)
-    assert cut == 0 or len(notes) > midi.MAX_COPIES
+    assert cut == 0 or len(notes) > miditokens.MAX_COPIES
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
-def test_roundtrip_shipped_files(path):
-    report = midi.measure_roundtrip(path)
+def test_roundtrip_shipped_files(path, version):
+    report = measure_roundtrip(path, version)
     assert report.preserved >= report.notes - report.cut
     if report.cut == 0:
         assert report.preserved == report.notes
     assert report.preserved >= 0.99 * report.notes
-    assert midi.roundtrip(path) == (report.notes, report.preserved)
+    assert report.tokens == len(midi.encode_file(path, version))
 
 
 def test_roundtrip_bach_sample():
     assert len(BACH_FILES) >= 10, "data/bach ships with the repository"
     for path in BACH_FILES[::41]:
-        report = midi.measure_roundtrip(path)
+        report = measure_roundtrip(path)
         assert report.preserved >= report.notes - report.cut, path.name
         assert report.preserved >= 0.99 * report.notes, path.name
 
 
 # -- decoding ----------------------------------------------------------------------
 
-token_lists = st.lists(st.one_of(st.sampled_from(midi.vocabulary()),
-                                 st.sampled_from(["on:60", "off:60", "shift:96", "shift:1",
-                                                  "prog:1"]),
-                                 st.text(max_size=6)), max_size=300)
+def token_lists(version):
+    """Any mix of a version's tokens, tokens that stress unisons and long notes, and junk."""
+    return st.lists(st.one_of(st.sampled_from(miditokens.vocabulary(version)),
+                              st.sampled_from(["on:60", "off:60", "note:60", "dur:96", "shift:96",
+                                               "shift:1", "prog:1"]),
+                              st.text(max_size=6)), max_size=300)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=100, deadline=None)
-@given(token_lists)
-def test_decode_tokens_always_gives_a_valid_file(tokens):
-    mid = midi.decode_tokens(tokens)
+@given(data=st.data())
+def test_decode_tokens_always_gives_a_valid_file(version, data):
+    tokens = data.draw(token_lists(version))
+    mid = midi.decode_tokens(tokens, version=version)
     data = io.BytesIO()
     mid.save(file=data)
     reread = mido.MidiFile(file=io.BytesIO(data.getvalue()))
@@ -308,7 +358,7 @@ def test_decode_tokens_always_gives_a_valid_file(tokens):
 def test_decode_tokens_repairs_bad_orders():
     tokens = ["off:50", "on:60", "on:60", "shift:12", "on:60", "shift:12", "off:60", "off:60",
               "drum:36", "drum:36", "on:62", "bogus", "vel:999"]
-    mid = midi.decode_tokens(tokens)
+    mid = midi.decode_tokens(tokens, version=V2)
     assert_no_hanging_notes(mid)
     notes = sorted((n.pitch, n.is_drum, round(n.start_s, 3), round(n.end_s, 3))
                    for n in midi.piano_roll(mid))
@@ -320,7 +370,7 @@ def test_decode_tokens_repairs_bad_orders():
 
 def test_decode_tokens_pairs_offs_first_in_first_out():
     tokens = ["on:60", "shift:12", "on:60", "shift:12", "off:60", "shift:12", "off:60", "off:60"]
-    mid = midi.decode_tokens(tokens)
+    mid = midi.decode_tokens(tokens, version=V2)
     assert_no_hanging_notes(mid)
     roll = midi.piano_roll(mid)
     assert sorted((n.start_s, n.end_s) for n in roll) == [(0.0, 0.5), (0.25, 0.75)]
@@ -332,19 +382,19 @@ def test_decode_tokens_copy_chooses_the_copy_an_off_ends():
     # last copy: token (more older copies than sound) the newest; a copy: not
     # right before an off is ignored.
     tokens = ["on:60", "shift:6", "on:60", "shift:6", "on:60", "shift:6", "copy:1", "off:60",
-              f"copy:{midi.MAX_COPIES - 1}", "off:60", "copy:2", "shift:6", "off:60", "copy:1",
+              f"copy:{miditokens.MAX_COPIES - 1}", "off:60", "copy:2", "shift:6", "off:60", "copy:1",
               "on:62", "shift:6"]
-    notes, _, _ = miditokens.tokens_to_notes(tokens)
+    notes, _, _ = miditokens.tokens_to_notes(tokens, V2)
     assert sorted((n.pitch, n.start, n.end) for n in notes) == [
         (60, 0, 24), (60, 6, 18), (60, 12, 18), (62, 24, 30)]
-    assert_no_hanging_notes(midi.decode_tokens(tokens))
+    assert_no_hanging_notes(midi.decode_tokens(tokens, version=V2))
 
 
 def test_decode_tokens_caps_copies_of_a_pitch():
-    tokens = ["on:60"] * (midi.MAX_COPIES + 2) + ["shift:24"] + ["off:60"] * (midi.MAX_COPIES + 2)
-    mid = midi.decode_tokens(tokens)
+    tokens = ["on:60"] * (miditokens.MAX_COPIES + 2) + ["shift:24"] + ["off:60"] * (miditokens.MAX_COPIES + 2)
+    mid = midi.decode_tokens(tokens, version=V2)
     assert_no_hanging_notes(mid)
-    assert len(midi.piano_roll(mid)) == midi.MAX_COPIES  # the two oldest were cut to nothing
+    assert len(midi.piano_roll(mid)) == miditokens.MAX_COPIES  # the two oldest were cut to nothing
 
 
 def test_decode_tokens_cuts_copies_when_channels_run_out():
@@ -352,26 +402,46 @@ def test_decode_tokens_cuts_copies_when_channels_run_out():
     # other second copies share their program's channel and cut the first.
     tokens = [t for p in range(14) for t in (f"prog:{p}", "on:60")] + ["shift:12"]
     tokens += [t for p in range(14) for t in (f"prog:{p}", "on:60")] + ["shift:12"]
-    mid = midi.decode_tokens(tokens)
+    mid = midi.decode_tokens(tokens, version=V2)
     assert_no_hanging_notes(mid)
     lengths = sorted(round(n.end_s - n.start_s, 3) for n in midi.piano_roll(mid))
     assert lengths == [0.25] * 27 + [0.5]
 
 
-def test_decode_tokens_closes_notes_after_the_maximum_length():
-    mid = midi.decode_tokens(["on:60"] + ["shift:96"] * 20)
+@pytest.mark.parametrize("version, tokens", [
+    (V2, ["on:60"] + ["shift:96"] * 20),  # never closed: the decoder's cap ends it
+    (3, ["dur:96"] * 20 + ["note:60", "shift:96"]),  # announced too long: capped
+])
+def test_decode_tokens_closes_notes_after_the_maximum_length(version, tokens):
+    mid = midi.decode_tokens(tokens, version=version)
     (note,) = midi.piano_roll(mid)
-    assert note.end_s == pytest.approx(midi.MAX_NOTE_STEPS / midi.STEPS_PER_BEAT * 0.5)
+    assert note.end_s == pytest.approx(miditokens.MAX_NOTE_STEPS / miditokens.STEPS_PER_BEAT * 0.5)
 
 
-def test_decode_tokens_reads_only_the_first_piece():
-    tokens = ["<piece>", "tempo:60", "on:60", "shift:24", "off:60", "<piece>", "on:70", "shift:24"]
-    assert [n.pitch for n in midi.piano_roll(midi.decode_tokens(tokens))] == [60]
-    assert midi.tokens_duration(tokens) == pytest.approx(1.0)
+def test_decode_tokens_plays_each_note_for_its_duration():
+    # Notes before any dur: last a beat; a run of dur: adds up; any other token ends the
+    # run; a seventh copy of a pitch cuts the oldest; notes sound past the last shift.
+    tokens = ["note:50", "dur:12", "note:60", "vel:99", "note:62", "dur:96", "dur:24", "shift:6",
+              "dur:6", "shift:6", "dur:3", "note:64", "bogus", "drum:36"] + ["note:70"] * 7
+    notes, _, end = miditokens.tokens_to_notes(tokens)
+    assert end == 12
+    assert sorted((n.pitch, n.start, n.end, n.velocity, n.is_drum) for n in notes) == [
+        (36, 12, 18, 99, True), (50, 0, 24, 63, False), (60, 0, 12, 63, False),
+        (62, 0, 12, 99, False), (64, 12, 15, 99, False)] + [(70, 12, 15, 99, False)] * 6
+    assert_no_hanging_notes(midi.decode_tokens(tokens))
+
+
+@pytest.mark.parametrize("version, tokens", [
+    (V2, ["<piece>", "tempo:60", "on:60", "shift:24", "off:60", "<piece>", "on:70", "shift:24"]),
+    (3, ["<piece>", "tempo:60", "dur:24", "note:60", "shift:24", "<piece>", "note:70", "shift:24"]),
+])
+def test_decode_tokens_reads_only_the_first_piece(version, tokens):
+    assert [n.pitch for n in midi.piano_roll(midi.decode_tokens(tokens, version=version))] == [60]
+    assert miditokens.tokens_duration(tokens, version) == pytest.approx(1.0)
 
 
 def test_decode_tokens_overrides_tempo_and_program():
-    tokens = ["<piece>", "tempo:60", "prog:40", "on:60", "drum:36", "shift:24", "off:60"]
+    tokens = ["<piece>", "tempo:60", "prog:40", "dur:24", "note:60", "drum:36", "shift:24"]
     mid = midi.decode_tokens(tokens, tempo_bpm=120, program=0)
     notes = {n.pitch: n for n in midi.piano_roll(mid)}
     assert notes[60].end_s == pytest.approx(0.5) and notes[60].program == 0
@@ -381,7 +451,7 @@ def test_decode_tokens_overrides_tempo_and_program():
 
 
 def test_decode_tokens_many_programs_share_channels():
-    tokens = [t for p in range(20) for t in (f"prog:{p}", f"on:{40 + p}")] + ["shift:24"]
+    tokens = [t for p in range(20) for t in (f"prog:{p}", f"note:{40 + p}")] + ["shift:24"]
     mid = midi.decode_tokens(tokens)
     assert_no_hanging_notes(mid)
     assert len(midi.piano_roll(mid)) == 20
@@ -391,10 +461,10 @@ def test_decode_tokens_many_programs_share_channels():
 
 
 def test_write_midi_is_atomic_and_reports_bad_folders(tmp_path):
-    mid = midi.decode_tokens(["on:60", "shift:24", "off:60"])
+    mid = midi.decode_tokens(["dur:24", "note:60", "shift:24"])
     midi.write_midi(mid, tmp_path / "out.mid")
     assert os.listdir(tmp_path) == ["out.mid"]
-    assert midi.encode_file(tmp_path / "out.mid")[-3:] == ["on:60", "shift:24", "off:60"]
+    assert midi.encode_file(tmp_path / "out.mid")[-2:] == ["dur:24", "note:60"]
     with pytest.raises(MidiError, match="missing"):
         midi.write_midi(mid, tmp_path / "missing" / "out.mid")
 
@@ -403,23 +473,23 @@ def test_read_prime_takes_the_first_seconds():
     path = HERE / "data" / "midi" / "joplin_maple_leaf_rag.mid"
     prime = midi.read_prime(path, 3.0)
     assert prime == midi.encode_file(path)[:len(prime)]
-    assert 2.5 < midi.tokens_duration(prime) <= 3.0
+    assert 2.5 < miditokens.tokens_duration(prime) <= 3.0
     with pytest.raises(ValueError, match="seconds must be > 0"):
         midi.read_prime(path, 0)
 
 
 def test_is_midi_file_checks_content(tmp_path):
     real = TEST_FILES[0]
-    assert midi.is_midi_file(real)
+    assert miditokens.is_midi_file(real)
     text = tmp_path / "song.mid"
     text.write_text("not music")
-    assert not midi.is_midi_file(text)
-    assert not midi.is_midi_file(tmp_path / "absent.mid")
+    assert not miditokens.is_midi_file(text)
+    assert not miditokens.is_midi_file(tmp_path / "absent.mid")
     data = real.read_bytes()
     riff = tmp_path / "song.rmi"
     riff.write_bytes(b"RIFF" + (len(data) + 12).to_bytes(4, "little") + b"RMIDdata"
                      + len(data).to_bytes(4, "little") + data)
-    assert midi.is_midi_file(riff)
+    assert miditokens.is_midi_file(riff)
     assert midi.encode_file(riff) == midi.encode_file(real)
 
 
@@ -434,6 +504,15 @@ def test_encode_file_bad_content_names_the_file(tmp_path, content, reason):
     with pytest.raises(MidiError, match=reason) as info:
         midi.encode_file(path)
     assert "broken.mid" in str(info.value)
+
+
+def test_truncated_file_error_says_why(tmp_path):
+    path = tmp_path / "cut.mid"
+    path.write_bytes(TEST_FILES[0].read_bytes()[:100])
+    with pytest.raises(MidiError) as info:
+        midi.encode_file(path)
+    assert str(info.value) == (f"{path}: corrupt or truncated midi file: "
+                               "the file ends in the middle of a chunk (truncated)")
 
 
 def test_encode_file_without_notes_names_the_file(tmp_path):
@@ -457,7 +536,7 @@ def encode_bytes(folder, data):
         tokens = midi.encode_file(path)
     except MidiError:
         return
-    assert tokens[0] == midi.PIECE_TOKEN and set(tokens) <= set(midi.vocabulary())
+    assert tokens[0] == miditokens.PIECE_TOKEN and set(tokens) <= set(miditokens.vocabulary())
 
 
 @settings(max_examples=100, deadline=None)
@@ -477,3 +556,28 @@ def test_fuzz_truncated_and_bit_flipped_files(tmp_path):
             for _ in range(rng.randint(1, 8)):
                 flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
             encode_bytes(tmp_path, bytes(flipped))
+
+
+# -- imports ------------------------------------------------------------------------
+
+
+def test_a_text_run_never_imports_mido(tmp_path):
+    # Training and sampling text, in a fresh interpreter: mido is for music only.
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("to be or not to be, that is the question\n" * 40)
+    script = f"""
+import sys
+from chargen.cli import cli
+for args in (["train", {str(corpus)!r}, "--steps", "2", "--hidden", "8", "--layers", "1", "--embed", "4",
+              "--batch-size", "2", "--seq-len", "8", "--eval-every", "1", "--out", {str(tmp_path / "run")!r}],
+             ["sample", {str(tmp_path / "run")!r}, "--length", "20", "--prime", "to be", "--seed", "1"]):
+    try:
+        cli.main(args)
+    except SystemExit as e:
+        assert e.code in (0, None), (args[0], e.code)
+print("mido imported" if "mido" in sys.modules else "no mido")
+"""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "no mido"

@@ -1,0 +1,158 @@
+"""The note-off event vocabulary (versions 1 and 2), kept so that older music checkpoints load and sample.
+
+New runs use the duration vocabulary of chargen.miditokens (version 3). Here
+every note is two events, an onset and an end, and the model has to remember
+every sounding note to close it:
+
+    on:P off:P  pitched note on / off (the oldest sounding copy of P ends)
+    copy:K      the next off:P ends the copy of P with K older copies sounding (version 2 only)
+
+plus the tokens both vocabularies share (<piece>, tempo:, prog:, vel:, shift:,
+drum:). See docs/midi.md for the reasons and the worked example.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from chargen.miditokens import (
+    DEFAULT_BPM,
+    DEFAULT_VELOCITY,
+    DRUM_STEPS,
+    MAX_COPIES,
+    MAX_NOTE_STEPS,
+    MAX_SHIFT_STEPS,
+    PIECE_TOKEN,
+    STEPS_PER_BEAT,
+    TEMPO_BPMS,
+    VELOCITIES,
+    TimedNote,
+    first_piece,
+    shift_tokens,
+    velocity2bin,
+)
+
+GROUPS = [
+    ("piece", "<piece>: start of a piece", [PIECE_TOKEN]),
+    ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS]),
+    ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)]),
+    ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES]),
+    ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
+     [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)]),
+    ("note on", "on:0 .. on:127 (pitch)", [f"on:{p}" for p in range(128)]),
+    ("note off", "off:0 .. off:127 (pitch)", [f"off:{p}" for p in range(128)]),
+    ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
+    # Version 2 appended these, so that every version 1 token kept its id.
+    ("off copy", f"copy:1 .. copy:{MAX_COPIES - 1} (next off ends a newer copy)",
+     [f"copy:{k}" for k in range(1, MAX_COPIES)]),
+]
+
+
+def groups(version: int) -> list[tuple[str, str, list[str]]]:
+    """(name, range text, tokens) of each token group of version 1 or 2, in vocabulary order."""
+    return GROUPS if version == 2 else GROUPS[:-1]
+
+
+def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> list[str]:
+    """The version 2 token list of quantized notes and (step, tempo bin) changes, from PIECE_TOKEN on.
+
+    Notes must already respect MAX_COPIES (see quantize_notes). off:P ends the
+    oldest sounding copy of P; when the note ending is a newer copy, copy:K (K
+    older copies sound) comes first.
+    """
+    # (step, order, is_drum, program, pitch, start, end, velocity): at one
+    # step, the tempo comes first, then note-offs (oldest copy first), then
+    # onsets, each grouped by instrument. Copies of one pitch starting together
+    # go shortest first, so the common case needs no copy: token.
+    events = [(step, 0, False, 0, 0, 0, 0, bpm) for step, bpm in dict(tempos).items()]
+    for n in notes:
+        if not n.is_drum:
+            events.append((n.end, 1, False, n.program, n.pitch, n.start, n.end, n.velocity))
+        events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.start, n.end, n.velocity))
+    events.sort()
+
+    tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
+    sounding: dict[tuple[int, int], list[tuple]] = {}  # (program, pitch) -> copies, oldest first
+    for step, order, is_drum, prog, pitch, start, end, value in events:
+        if step > now:
+            tokens += shift_tokens(step - now)
+            now = step
+        if order == 0:
+            if value != tempo:
+                tempo = value
+                tokens.append(f"tempo:{tempo}")
+            continue
+        if not is_drum and prog != program:
+            program = prog
+            tokens.append(f"prog:{program}")
+        if order == 1:
+            copies = sounding[(prog, pitch)]
+            older = copies.index((start, end, value))  # copies sounding that were struck before it
+            assert older < MAX_COPIES, "notes_to_tokens needs notes within MAX_COPIES"
+            tokens += [f"copy:{older}", f"off:{pitch}"] if older else [f"off:{pitch}"]
+            del copies[older]
+            continue
+        if velocity2bin(value) != velocity:
+            velocity = velocity2bin(value)
+            tokens.append(f"vel:{velocity}")
+        tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
+        if not is_drum:
+            sounding.setdefault((prog, pitch), []).append((start, end, value))
+    return tokens
+
+
+def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
+    """(notes, tempo changes, end step) played by a version 1 or 2 token list, times in steps.
+
+    Each instrument may sound up to MAX_COPIES copies of a pitch: off:P ends
+    the oldest sounding copy of P on the current program, or, right after
+    copy:K, the copy with K older copies sounding (the newest if fewer do).
+    Repairs as it goes: an off with nothing sounding is dropped, a copy:K not
+    followed by an off is ignored, an on while MAX_COPIES copies sound ends the
+    oldest there, a note open for more than MAX_NOTE_STEPS is closed at that
+    length, and notes open at the end close there (at least one step after
+    their onset).
+    """
+    now, program, velocity, pending_copy = 0, 0, DEFAULT_VELOCITY, 0
+    tempos = [(0, DEFAULT_BPM)]
+    # (program, pitch) -> sounding copies as (start, velocity), oldest first
+    sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    notes: list[TimedNote] = []
+
+    def close(key, end, copy=0):
+        start, vel = sounding[key].pop(copy)
+        if not sounding[key]:
+            del sounding[key]
+        if end > start:
+            notes.append(TimedNote(start, end, key[1], vel, key[0], False))
+
+    for kind, value in first_piece(tokens, known):
+        key = (program, value)
+        copy, pending_copy = pending_copy, 0  # copy:K applies to the token right after it only
+        if kind == "shift":
+            now += value
+            for copies_key, copies in list(sounding.items()):
+                # strictly longer: an off at exactly MAX_NOTE_STEPS still closes its own copy
+                while copies_key in sounding and now - copies[0][0] > MAX_NOTE_STEPS:
+                    close(copies_key, copies[0][0] + MAX_NOTE_STEPS)
+        elif kind == "tempo":
+            tempos.append((now, value))
+        elif kind == "prog":
+            program = value
+        elif kind == "vel":
+            velocity = value
+        elif kind == "on":
+            if len(sounding.get(key, ())) == MAX_COPIES:
+                close(key, now)
+            sounding.setdefault(key, []).append((now, velocity))
+        elif kind == "copy":
+            pending_copy = value
+        elif kind == "off" and key in sounding:
+            copy = min(copy, len(sounding[key]) - 1)
+            close(key, max(now, sounding[key][copy][0] + 1), copy)
+        elif kind == "drum":
+            notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
+    for key, copies in list(sounding.items()):
+        for start, _ in list(copies):
+            close(key, max(now, start + 1))
+    return notes, tempos, now
