@@ -13,7 +13,7 @@ import chargen
 from chargen import device as devices
 from chargen.cli import cli
 from chargen.sample import SampleConfig, generate
-from conftest import TINY_TEXT, TINY_TRAIN_ARGS
+from conftest import TINY_LAYOUT, TINY_MODEL, TINY_TEXT, TINY_TRAIN_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,10 @@ def state_tensors(state):
 def test_load_knows_its_vocabulary_kind_config_and_device(run, model):
     assert model.kind == "text" and model.vocab.kind == "text"
     assert set(TINY_TEXT) == set(model.vocab.tokens)
-    assert model.config.hidden_size == 16 and model.config.num_layers == 1
+    assert model.config.hidden_size == TINY_MODEL["hidden_size"] and model.config.num_layers == TINY_MODEL["num_layers"]
     assert model.device == torch.device("cpu")
     assert model.file == run / "best.pt"
-    assert model.train_config["seq_len"] == 16
+    assert model.train_config["seq_len"] == TINY_LAYOUT["seq_len"]
     assert chargen.load(run / "last.pt").file == run / "last.pt"
 
 
