@@ -35,6 +35,7 @@ from chargen import checkpoint
 from chargen.device import random_generator, resolve_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
+from chargen.precision import PRECISIONS, Precision, choose_precision
 from chargen.sample import SampleConfig, generate, generate_music, generate_text, read
 from chargen.vocab import Vocab
 
@@ -46,16 +47,19 @@ SHOWN_MISSING = 20  # characters listed in a "the vocabulary lacks" message
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def load(path: Optional[PathLike] = None, device: str = "cpu") -> "Model":
+def load(path: Optional[PathLike] = None, device: str = "cpu", precision: str = "auto") -> "Model":
     """Load a trained model from a checkpoint file or a run directory (its best.pt).
 
     Without a path, the latest run under ./checkpoints. `device` is "cpu" (the
     default, as for `chargen sample`: one stream of a small model samples fastest
     there), "cuda" or "auto". Raises CheckpointError for a missing, truncated or
-    foreign file.
+    foreign file. `precision` ("auto", "fp32" or "bf16", see chargen/precision.py) is
+    the precision of the products when generating and scoring; any checkpoint runs
+    in either, and a seed repeats its text on the same machine and precision.
     """
     loaded = checkpoint.load_model(path)
-    return Model(loaded.model, loaded.vocab, device=device, file=loaded.file, payload=loaded.payload)
+    return Model(loaded.model, loaded.vocab, device=device, file=loaded.file, payload=loaded.payload,
+                 precision=precision)
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,11 @@ class Model:
     """
 
     def __init__(self, network: CharRNN, vocab: Vocab, device: str = "cpu",
-                 file: Optional[Path] = None, payload: Optional[dict] = None):
+                 file: Optional[Path] = None, payload: Optional[dict] = None, precision: str = "auto"):
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ArgumentError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = choose_precision(precision, self.device)  # bf16 asked for where it fails: ChargenError
         self.network = network.to(self.device).eval()
         self.vocab = vocab
         self.file = file
@@ -137,7 +144,7 @@ class Model:
             text = text or self._default_prime()
             hidden = self.network.init_hidden(1)
         ids = self.vocab.encode(text).to(self.device).unsqueeze(0)  # (1, T)
-        logits, hidden = read(self.network, ids, hidden)
+        logits, hidden = read(self.network, ids, hidden, self.precision)
         return State(hidden=hidden, logits=logits, length=(state.length if state else 0) + len(text))
 
     def generate(self, prime="", length: Optional[int] = None, temperature: float = 1.0,
@@ -190,7 +197,7 @@ class Model:
 
     def _text_pieces(self, prime, length, temperature, top_k, top_p, stop, seed, n, state) -> Iterator[list[str]]:
         """Check every argument now, then return an iterator of each step's new text per sample."""
-        config = _sample_config(temperature, top_k, top_p, DEFAULT_LENGTH if length is None else length, n)
+        config = _sample_config(temperature, top_k, top_p, DEFAULT_LENGTH if length is None else length, n, self.precision)
         if stop is not None and not isinstance(stop, str):
             raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
         prime = self._check_prime(prime)
@@ -229,7 +236,7 @@ class Model:
         if len(ids) < 2:
             raise ArgumentError("text", f"is too short to score: it has {len(ids)} token(s), at least 2 are needed")
         seq_len = int(self.train_config.get("seq_len", 128))
-        return evaluate(self.network, ids, batch_size, seq_len)
+        return evaluate(self.network, ids, batch_size, seq_len, precision=self.precision)
 
     def score_file(self, path: PathLike, batch_size: int = 32) -> "FileScore":
         """Bits per character (per token, for music) of a text file, or of a MIDI file or
@@ -274,6 +281,7 @@ class Model:
             "training_seconds": state.get("elapsed", 0.0),
             "best_val_bits": best_val if math.isfinite(best_val) else None,
             "best_step": best_state.get("step") if math.isfinite(best_val) else None,
+            "precision": checkpoint.trained_precision(latest),
             "history": [list(row) for row in state.get("history", [])],
             "train": latest.get("train_config", {}),
             "corpus": latest.get("corpus", {}),
@@ -343,7 +351,7 @@ class Model:
             raise ArgumentError("program", f"must be a General MIDI program, 0 to 127, got {program!r}")
         if length is None:
             length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
-        config = _sample_config(temperature, top_k, top_p, length, n)
+        config = _sample_config(temperature, top_k, top_p, length, n, self.precision)
         if prime is None or prime == "":
             prime_tokens = [miditokens.PIECE_TOKEN]
         elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
@@ -357,7 +365,7 @@ class Model:
         return songs[0] if n == 1 else songs
 
 
-def _sample_config(temperature, top_k, top_p, length, n) -> SampleConfig:
+def _sample_config(temperature, top_k, top_p, length, n, precision: Precision) -> SampleConfig:
     """A SampleConfig, or an ArgumentError naming the parameter that is out of range."""
     if not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
         raise ArgumentError("temperature", f"must be a finite number >= 0 (0 is greedy), got {temperature!r}")
@@ -369,7 +377,8 @@ def _sample_config(temperature, top_k, top_p, length, n) -> SampleConfig:
         raise ArgumentError("length", f"must be an integer >= 0, got {length!r}")
     if not isinstance(n, int) or n < 1:
         raise ArgumentError("n", f"must be an integer >= 1, got {n!r}")
-    return SampleConfig(temperature=float(temperature), top_k=top_k, top_p=top_p, length=length, num_samples=n)
+    return SampleConfig(temperature=float(temperature), top_k=top_k, top_p=top_p, length=length, num_samples=n,
+                        precision=precision.name)
 
 
 def _epochs(record: dict) -> float:

@@ -2,7 +2,9 @@
 
 A checkpoint is one self-describing file: a plain dict of str/int/float/list
 values and tensors (format tag and version, model config, vocabulary, model and
-optimizer state, training state, training config, corpus record). It is written
+optimizer state, training state, training config, corpus record, and the precision
+the run trained in). Weights are always stored in fp32, whatever the precision of
+the products, so a bf16-trained checkpoint loads and samples anywhere. It is written
 atomically (temporary file, fsync, rename) and read with ``weights_only=True``,
 so loading a file from elsewhere can never run code hidden in a pickle.
 
@@ -176,6 +178,17 @@ def load_model(path: str | os.PathLike | None, which: str = BEST) -> Loaded:
     payload = load(file)
     model, vocab = build_model(payload)
     return Loaded(file, payload, model, vocab)
+
+
+def trained_precision(payload: dict) -> dict:
+    """The precision a checkpoint's run trained in: {"name": "fp32" or "bf16", "reason": ...}.
+
+    Files written before chargen recorded it trained in fp32.
+    """
+    stored = payload.get("precision")
+    if isinstance(stored, dict) and stored.get("name") in ("fp32", "bf16"):
+        return {"name": stored["name"], "reason": str(stored.get("reason", ""))}
+    return {"name": "fp32", "reason": "not recorded (an older checkpoint)"}
 
 
 # -- run directories ----------------------------------------------------------

@@ -117,6 +117,7 @@ def main():
 @click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
 @click.option("--resume", callback=lambda ctx, param, value: _resume_target(value), metavar="RUN|auto",
@@ -294,6 +295,8 @@ def _print_run_header(run) -> None:
         f"vocab {m.vocab_size}, {len(run.corpus.train):,} train / {len(run.corpus.val):,} val tokens, "
         f"batch {c.batch_size} x {c.seq_len}, device {run.device}{_world_note(run.world, c.batch_size)}"
     )
+    precision = run.precision
+    err.print(f"precision: {precision.name} ({escape(precision.reason)})")
     err.print(f"run directory: {escape(str(run.directory))}")
 
 
@@ -346,8 +349,9 @@ def _print_summary(run, reporter: _Reporter, single_process_rate: Optional[float
 @click.option("--tempo", type=click.FloatRange(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
 @click.option("--program", type=click.IntRange(0, 127), help="Music: play every pitched part with this General MIDI program.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it. A seed repeats its text only in the same precision.")
 def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, device,
-           temperature, top_k, top_p, length, num_samples):
+           precision, temperature, top_k, top_p, length, num_samples):
     """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
     directory (its best checkpoint); omitted, the latest run under ./checkpoints.
 
@@ -369,7 +373,7 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
     given = _given_on_command_line(click.get_current_context())
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=num_samples)
     with _named_options(SAMPLE_OPTIONS):
-        model = api.load(checkpoint_path, device=device)
+        model = api.load(checkpoint_path, device=device, precision=precision)
         if model.kind == "midi":
             if stop is not None:
                 raise ArgumentError("stop", "is for text models; this is a music model")
@@ -386,7 +390,8 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
 SAMPLE_OPTIONS = {"prime": "--prime", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
                   "length": "--length", "n": "--num-samples", "seed": "--seed", "stop": "--stop", "out": "--out",
                   "seconds": "--seconds", "prime_seconds": "--prime-seconds", "tempo": "--tempo",
-                  "program": "--program", "device": "--device", "batch_size": "--batch-size"}
+                  "program": "--program", "device": "--device", "batch_size": "--batch-size",
+                  "precision": "--precision"}
 
 
 @contextmanager
@@ -465,7 +470,8 @@ def _sample_music(model, options: dict, prime, prime_seconds, seconds, tempo, pr
 @click.argument("checkpoint_path", metavar="CHECKPOINT")
 @click.argument("file", type=click.Path(exists=True))
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-def eval_command(checkpoint_path, file, batch_size):
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
+def eval_command(checkpoint_path, file, batch_size, precision):
     """Print the bits per character (per token, for music) of FILE under a model.
 
     \b
@@ -475,12 +481,12 @@ def eval_command(checkpoint_path, file, batch_size):
     from chargen import api
 
     with _named_options(SAMPLE_OPTIONS | {"file": "FILE"}):
-        model = api.load(checkpoint_path)
+        model = api.load(checkpoint_path, precision=precision)
         score = model.score_file(file, batch_size=batch_size)
     for path, reason in score.skipped:
         err.print(f"[yellow]note:[/] skipped {escape(str(path))}: {escape(reason)}")
     unit = "character" if model.kind == "text" else "token"
-    err.print(f"{score.tokens:,} tokens")
+    err.print(f"{score.tokens:,} tokens, precision {model.precision.name} ({escape(model.precision.reason)})")
     click.echo(f"{score.bits:.4f} bits per {unit}")
 
 
@@ -518,6 +524,7 @@ def info(checkpoint_path, as_json):
                     f"{display.format_duration(facts['training_seconds'])}"),
         ("best val", f"{display.format_bits(facts['best_val_bits'])} bits/{unit}"
                      + (f" at step {facts['best_step']:,}" if facts["best_step"] is not None else "")),
+        ("precision", f"{facts['precision']['name']} ({escape(facts['precision']['reason'])})"),
         ("corpus", ", ".join(facts["corpus"].get("files", [])[:3]) or "–"),
     ]
     train_cfg = facts["train"]

@@ -28,10 +28,11 @@ from chargen.device import resolve_device
 from chargen.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
+from chargen.precision import Precision, choose_precision
 from chargen.train import TrainConfig, TrainState, progress_of, train
 
 # Options a resumed run may change; everything else comes from its checkpoint.
-RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every")
+RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every", "precision")
 BUDGETS = ("epochs", "steps", "minutes")  # a budget given on resume replaces the run's whole budget
 
 
@@ -48,6 +49,11 @@ class Run:
     device: torch.device
     notes: list[str]  # warnings for the user (a shrunk window, skipped files)
     world: World = World()  # the processes training together; only rank 0 writes to disk
+
+    @property
+    def precision(self) -> Precision:
+        """The precision this session trains in (config.precision resolved on this machine)."""
+        return choose_precision(self.config.precision, self.device)
 
 
 SMALL_CORPUS_TOKENS = 500_000  # below this, the default model memorizes within minutes
@@ -90,6 +96,7 @@ def new_run(
         notes.append(f"--dropout {model_options['dropout']:g} (chosen for {len(corpus.train):,} training tokens)")
     world = world or World(device=resolve_device(device))
     world.check_batch_size(config.batch_size)
+    choose_precision(config.precision, world.device)  # --precision bf16 where bf16 fails: refuse before any file
     torch.manual_seed(config.seed)  # the same seed gives the same initial weights
     model_config = ModelConfig(vocab_size=len(corpus.vocab), **model_options)
     model = CharRNN(model_config).to(world.device)
@@ -192,6 +199,7 @@ def resume_run(
         )
     world = world or World(device=resolve_device(device))
     world.check_batch_size(config.batch_size)
+    choose_precision(config.precision, world.device)
     model.to(world.device)
     optimizer = make_optimizer(model, config)
     optimizer.load_state_dict(payload["optimizer_state"])
@@ -292,6 +300,7 @@ def payload(run: Run) -> dict:
         "model_state": run.model.state_dict(),
         "optimizer_state": run.optimizer.state_dict(),
         "train_config": run.config.to_dict(),
+        "precision": run.precision.to_dict(),  # what "auto" chose on the machine that trained
         "state": run.state.to_dict(),
         "distributed": {"world_size": run.world.size},  # resuming with another size is not bit-exact
         "corpus": {

@@ -26,6 +26,7 @@ from chargen.batching import batchify, get_window, num_windows
 from chargen.distributed import World
 from chargen.errors import TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
+from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
 
 LN2 = math.log(2.0)
 
@@ -50,6 +51,7 @@ class TrainConfig:
     eval_every: int = 200  # steps between validations (and checkpoints)
     eval_tokens: int = 200_000  # cap on validation tokens per periodic evaluation; the last one uses all
     seed: int = 1111
+    precision: str = "auto"  # auto | fp32 | bf16: bf16 products (mixed precision) where the hardware has them
     encoding_errors: str = "strict"  # invalid UTF-8 in a text corpus: "strict" (an error) or "replace" (U+FFFD)
 
     def __post_init__(self):
@@ -69,6 +71,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if not 0 <= self.val_frac < 1:
             raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.encoding_errors not in ("strict", "replace"):
             raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {self.encoding_errors!r}")
         if self.epochs is None and self.steps is None and self.minutes is None:
@@ -137,10 +141,12 @@ def evaluate(
     seq_len: int,
     max_tokens: Optional[int] = None,
     world: Optional[World] = None,
+    precision: Precision = FP32,
 ) -> float:
     """Mean negative log-likelihood of `ids` under the model, in bits per token.
 
-    The hidden state starts at zeros and is carried across windows, as in training.
+    The hidden state starts at zeros and is carried across windows, as in training,
+    and in fp32 between windows; the products run in `precision`, the loss in fp32.
     With several ranks, each evaluates its share of the streams and the sums are combined.
     """
     world = world or World()
@@ -159,8 +165,10 @@ def evaluate(
     total, count = 0.0, 0
     for w in range(windows if len(streams) else 0):
         x, y = get_window(streams, w, seq_len)
-        logits, hidden = model(x, hidden)
-        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        with precision.autocast():
+            logits, hidden = model(x, hidden)
+        hidden = to_fp32(hidden)
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
     total, count = world.gather_floats(total, count).sum(dim=0).tolist()
@@ -190,11 +198,15 @@ def train(
 
     With a `world` of several ranks (see distributed.py), this rank trains on its
     share of the streams, gradients are averaged, and every rank calls `callback`.
+
+    Under bf16 (config.precision, see precision.py) only the products run in bf16:
+    the weights, the optimizer state, the loss and the carried hidden state stay fp32.
     """
     callback = callback or (lambda event, info: None)
     world = world or World()
     world.check_batch_size(config.batch_size)
     device = next(model.parameters()).device
+    precision = choose_precision(config.precision, device)
     streams = batchify(train_ids, config.batch_size)[world.rows(config.batch_size)].to(device)  # (B / W, N)
     batch_size = len(streams)  # this rank's streams
     windows = num_windows(streams, config.seq_len)
@@ -222,8 +234,12 @@ def train(
             group["lr"] = lr
         x, y = get_window(streams, state.window, config.seq_len)
         hidden = detach_hidden(hidden)  # gradients stop at the window boundary
-        logits, hidden = net(x, hidden)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        with precision.autocast():
+            logits, hidden = net(x, hidden)
+        # The loss in fp32 from (possibly bf16) logits; the state carried on in fp32, so a
+        # resumed run (its hidden state read back from a checkpoint) continues bit for bit.
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        hidden = to_fp32(hidden)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Clip the global gradient norm: one long-range spike must not undo training.
@@ -256,7 +272,7 @@ def train(
             # Periodic validations see at most eval_tokens; the final one sees everything.
             eval_start = time.perf_counter()
             max_tokens = None if final else config.eval_tokens
-            val = evaluate(model, val_ids, config.batch_size, config.seq_len, max_tokens, world)
+            val = evaluate(model, val_ids, config.batch_size, config.seq_len, max_tokens, world, precision)
             info["eval_seconds"] = time.perf_counter() - eval_start
             is_best = math.isfinite(val) and val < state.best_val
             if is_best:
@@ -275,3 +291,6 @@ def train(
     callback("stop", {"windows": windows, "interrupted": interrupted})
     return state
 
+def to_fp32(hidden: Hidden) -> Hidden:
+    """The hidden state in fp32 (bf16 products leave it in bf16); fp32 tensors pass unchanged."""
+    return map_hidden(torch.Tensor.float, hidden)

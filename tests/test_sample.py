@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from chargen import precision
+from chargen import sample as sample_module
 from chargen.model import CharRNN
 from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
 from chargen.train import TrainConfig, TrainState, train
@@ -18,7 +20,7 @@ def test_temperature_zero_is_argmax():
 def test_greedy_generation_follows_the_model_argmax():
     model = tiny_model("gru").eval()
     prime = torch.tensor([1, 2, 3])
-    ids = [int(t) for t in generate(model, prime, SampleConfig(temperature=0, length=5))]
+    ids = [int(t) for t in generate(model, prime, SampleConfig(temperature=0, length=5, precision="fp32"))]
     seq = prime.tolist()
     for expected in ids:
         logits, _ = model(torch.tensor([seq]), model.init_hidden(1))
@@ -161,7 +163,8 @@ def test_generate_matches_step_by_step_model(cell, streams):
     """generate() draws the same greedy tokens as feeding the model one token at a time."""
     model = biased_model(cell)
     prime = torch.tensor([1, 2, 3])
-    drawn = torch.stack(list(generate(model, prime, SampleConfig(temperature=0, length=20, num_samples=streams))))
+    config = SampleConfig(temperature=0, length=20, num_samples=streams, precision="fp32")
+    drawn = torch.stack(list(generate(model, prime, config)))
     with torch.no_grad():
         logits, hidden = model(prime.unsqueeze(0).expand(streams, -1), model.init_hidden(streams))
         expected = []
@@ -178,3 +181,41 @@ def test_choose_draws_from_the_filtered_distribution():
     torch.testing.assert_close(counts, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015, rtol=0)
     top1 = choose(logits, SampleConfig(top_k=1), torch.Generator().manual_seed(0))
     assert bool((top1 == 2).all())
+
+
+# -- bf16 sampling -------------------------------------------------------------------------
+
+needs_bf16 = pytest.mark.skipif(not precision.bf16_support("cpu")[1], reason="bf16 does not work on this machine")
+
+
+@needs_bf16
+@pytest.mark.parametrize("packed", [True, False])  # oneDNN's packed bf16 product, and the plain fallback
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("streams", [1, 4])
+def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, packed, monkeypatch):
+    if not packed:
+        monkeypatch.setattr(sample_module, "_packed_bf16_available", lambda: False)
+    model = biased_model(cell)
+    prime = torch.randint(0, 11, (streams, 3))
+    with torch.no_grad():
+        _, hidden = model(prime, model.init_hidden(streams))
+        step = FusedStep(model, hidden, torch.bfloat16)
+        fp32_step = FusedStep(model, hidden)
+        products = [p for layer in step.layers for p in layer if isinstance(p, sample_module.Bf16Linear)] + [step.head]
+        assert all((p.packed is not None) == packed for p in products)
+        for _ in range(6):
+            ids = torch.randint(0, 11, (streams,))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                expected, hidden = model(ids.unsqueeze(1), hidden)
+            logits, exact = step(ids), fp32_step(ids)
+            assert logits.dtype == torch.float32 and step.h.dtype == torch.float32
+            torch.testing.assert_close(logits, expected[:, -1].float(), rtol=0, atol=0.05)
+        assert not torch.equal(logits, exact), "the bf16 step should not compute in fp32"
+
+
+@needs_bf16
+def test_same_seed_same_sample_in_bf16():
+    model = biased_model("lstm")
+    config = SampleConfig(length=60, precision="bf16")
+    runs = [torch.stack(list(generate(model, torch.tensor([0]), config, torch.Generator().manual_seed(5)))) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])

@@ -99,3 +99,79 @@ def test_train_config_validation_and_default_budget():
     for bad in [dict(seq_len=0), dict(lr=-1.0), dict(clip=0.0), dict(val_frac=1.0), dict(steps=0)]:
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+# -- bf16 mixed precision -----------------------------------------------------------------
+
+from chargen import precision as precisions  # noqa: E402
+
+needs_bf16 = pytest.mark.skipif(not precisions.bf16_support("cpu")[1], reason="bf16 does not work on this machine")
+
+
+@needs_bf16
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_bf16_training_loss_falls_and_keeps_fp32_weights_and_state(cell):
+    model, opt, ids, cfg = _setup(cell, steps=40, precision="bf16")
+    before = evaluate(model, ids, 4, 16)
+    state = train(model, opt, ids, ids, cfg, TrainState())
+    after = evaluate(model, ids, 4, 16)
+    assert after < 0.5 * before
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(s.dtype == torch.float32 for group in opt.state.values() for s in group.values() if s.dim() > 0)
+    hidden = state.hidden if isinstance(state.hidden, tuple) else (state.hidden,)
+    assert all(h.dtype == torch.float32 for h in hidden)
+
+
+@needs_bf16
+def test_bf16_really_computes_in_bf16():
+    """The same seed and steps in fp32 and bf16 give close but different weights."""
+    finals = {}
+    for name in ("fp32", "bf16"):
+        model, opt, ids, cfg = _setup(steps=5, precision=name)
+        train(model, opt, ids, ids, cfg, TrainState())
+        finals[name] = model.head.weight.detach().clone()
+    assert not torch.equal(finals["fp32"], finals["bf16"])
+    torch.testing.assert_close(finals["fp32"], finals["bf16"], atol=0.05, rtol=0)
+
+
+@needs_bf16
+def test_bf16_evaluation_is_close_to_fp32():
+    model, _, ids, _ = _setup()
+    fp32 = evaluate(model, ids, 4, 16)
+    bf16 = evaluate(model, ids, 4, 16, precision=precisions.choose_precision("bf16"))
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.02)
+
+
+@needs_bf16
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_resume_under_bf16_is_bitwise_exact(tmp_path, cell):
+    """Stopped mid-epoch between checkpoints (carried hidden state, dropout on), resumed:
+    bf16 products end on the same fp32 weights and optimizer state as a run never stopped."""
+    from chargen import checkpoint
+    from chargen import run as runs
+
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(REPETITIVE[:900] + "the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
+    model_options = dict(cell=cell, num_layers=2, hidden_size=16, embed_dim=8, dropout=0.3)
+
+    def config():
+        return TrainConfig(eval_every=7, seq_len=16, batch_size=4, warmup=5, steps=40, precision="bf16")
+
+    whole = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "a"), device="cpu")
+    runs.execute(whole)
+    assert whole.state.epoch >= 1, "the budget should cross an epoch boundary"
+    part = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "b"), device="cpu")
+    calls = iter(range(1, 10_000))
+    runs.execute(part, should_stop=lambda: next(calls) == 17)
+    torch.manual_seed(12345)  # whatever the process did meanwhile must not matter
+    resumed = runs.resume_run(str(tmp_path / "b"), {}, device="cpu")
+    assert resumed.state.step == 17 and resumed.precision.name == "bf16"
+    runs.execute(resumed)
+
+    a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
+    assert a["state"]["step"] == b["state"]["step"] == 40
+    for key in a["model_state"]:
+        assert torch.equal(a["model_state"][key], b["model_state"][key]), key
+    for sa, sb in zip(a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["state"]["history"] == b["state"]["history"]
