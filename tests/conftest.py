@@ -93,3 +93,32 @@ def assert_clean_error(result, *fragments: str, code: int = 1) -> str:
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     return errors[0]
+
+
+def _train_once(tmp_path_factory, name: str, corpus: list[str], steps: int):
+    """A real run directory (best.pt, metrics.jsonl) trained for a few steps, shared by a whole session."""
+    out = tmp_path_factory.mktemp(name) / name
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(cli, ["train", *corpus, "--steps", str(steps), *TINY_TRAIN_ARGS, "--out", str(out)])
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def session_text_run(tmp_path_factory):
+    """A tiny text model trained once per test session on TINY_TEXT (read-only: copy it to change it)."""
+    corpus = tmp_path_factory.mktemp("text-corpus") / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    return _train_once(tmp_path_factory, "text-run", [str(corpus)], steps=15)
+
+
+@pytest.fixture(scope="session")
+def session_music_run(tmp_path_factory):
+    """A tiny music model trained once per test session on three of tests/data/midi (read-only)."""
+    midi_dir = Path(__file__).parent / "data" / "midi"
+    files = [str(midi_dir / n) for n in ("folk_english1.mid", "tiny_c_major_scale.mid", "drums_beat.mid")]
+    return _train_once(tmp_path_factory, "music-run", files, steps=10)

@@ -1,0 +1,310 @@
+// chargen studio: pick a model, prime it, watch the text stream in, continue it;
+// for a music model, see the piece as a piano roll, play it, download it.
+//
+// It talks only to the server it came from (GET /api/models, POST /api/generate).
+// Observable progress for people and tests alike: <body data-status="..."> is
+// ready, streaming, done or error; the roll canvas gets data-notes; the Play
+// button's data-playing is "yes" while a piece plays.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const studio = { models: [], model: null, abort: null, piece: null, player: null };
+
+function setStatus(status, message) {
+  document.body.dataset.status = status;
+  $("status").textContent = message || "";
+}
+
+async function readError(response) {
+  try { return (await response.json()).error || response.statusText; } catch (e) { return response.statusText; }
+}
+
+// -- models -----------------------------------------------------------------------------
+
+async function loadModels() {
+  const response = await fetch("/api/models");
+  if (!response.ok) throw new Error(await readError(response));
+  studio.models = (await response.json()).models;
+  const select = $("model");
+  select.replaceChildren(...studio.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));
+  select.addEventListener("change", () => chooseModel(select.value));
+  chooseModel(studio.models[0].name);
+}
+
+function chooseModel(name) {
+  const model = studio.models.find((m) => m.name === name);
+  studio.model = model;
+  const bits = model.best_val_bits == null ? "–" : model.best_val_bits.toFixed(3);
+  const unit = model.kind === "text" ? "char" : "token";
+  $("model-facts").textContent =
+    `${model.kind}, vocabulary ${model.vocab_size}, ${model.parameters.toLocaleString()} parameters, best ${bits} bits/${unit}`;
+  const music = model.kind === "midi";
+  $("text-panel").hidden = music;
+  $("music-panel").hidden = !music;
+  $("prime").hidden = music;
+  $("prime-label").hidden = music;
+  $("continue").hidden = music;
+  $("continue").disabled = true;
+  $("output-prime").textContent = "";
+  $("output-new").textContent = "";
+  stopPlaying();
+  drawRoll([]);
+  drawLoss(model.curves, unit);
+  setStatus("ready", music ? "Generate a piece, then play it." : "Type a prime, or generate from scratch.");
+}
+
+// -- settings ---------------------------------------------------------------------------
+
+// Each slider and its number field show one value; either can be edited.
+for (const name of ["temperature", "top-k", "top-p", "length"]) {
+  const range = $(`${name}-range`), field = $(name);
+  range.addEventListener("input", () => { field.value = range.value; });
+  field.addEventListener("input", () => { range.value = field.value; });
+}
+
+function settings() {
+  const topK = parseInt($("top-k").value, 10), topP = parseFloat($("top-p").value);
+  const seed = $("seed").value.trim();
+  return {
+    model: studio.model.name,
+    temperature: parseFloat($("temperature").value),
+    top_k: topK > 0 ? topK : null,
+    top_p: topP > 0 && topP < 1 ? topP : null,
+    length: parseInt($("length").value, 10),
+    seed: seed === "" ? null : parseInt(seed, 10),
+  };
+}
+
+function busy(on) {
+  $("generate").disabled = on;
+  $("stop").disabled = !on;
+  $("continue").disabled = on || $("output-prime").textContent + $("output-new").textContent === "";
+}
+
+// -- text: Server-Sent Events over fetch (EventSource cannot POST) -----------------------
+
+async function streamText(prime) {
+  const controller = new AbortController();
+  studio.abort = controller;
+  busy(true);
+  setStatus("streaming", "Generating…");
+  const body = { ...settings(), prime, stream: true };
+  try {
+    const response = await fetch("/api/generate", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body), signal: controller.signal,
+    });
+    if (!response.ok) throw new Error(await readError(response));
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        handleEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") setStatus("done", "Stopped.");
+    else setStatus("error", error.message);
+  } finally {
+    studio.abort = null;
+    busy(false);
+  }
+}
+
+function handleEvent(block) {
+  let name = "message", data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) name = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  const payload = JSON.parse(data);
+  if (name === "piece") {
+    $("output-new").textContent += payload.text;
+    const output = $("output");
+    output.scrollTop = output.scrollHeight;
+  } else if (name === "done") {
+    const reused = payload.prime_reused ? `, ${payload.prime_reused.toLocaleString()} characters of prime reused` : "";
+    setStatus("done", `${payload.text.length.toLocaleString()} characters in ${payload.time.toFixed(2)} s${reused}`);
+  } else if (name === "error") {
+    setStatus("error", payload.error);
+  }
+}
+
+// -- music ------------------------------------------------------------------------------
+
+async function generateMusic() {
+  busy(true);
+  stopPlaying();
+  setStatus("streaming", "Composing…");
+  try {
+    const response = await fetch("/api/generate", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(settings()),
+    });
+    if (!response.ok) throw new Error(await readError(response));
+    const answer = await response.json();
+    const piece = answer.samples[0];
+    studio.piece = piece;
+    drawRoll(piece.roll);
+    const bytes = Uint8Array.from(atob(piece.midi), (c) => c.charCodeAt(0));
+    const link = $("download");
+    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([bytes], { type: "audio/midi" }));
+    link.classList.remove("disabled");
+    $("play").disabled = piece.notes === 0;
+    $("music-facts").textContent = `${piece.notes} notes, ${piece.seconds.toFixed(1)} s`;
+    setStatus("done", `Composed in ${answer.time.toFixed(2)} s.`);
+  } catch (error) {
+    setStatus("error", error.message);
+  } finally {
+    busy(false);
+  }
+}
+
+function togglePlay() {
+  if (studio.player) { stopPlaying(); return; }
+  const button = $("play");
+  studio.player = ChargenSynth.play(studio.piece.roll, { onEnd: () => {
+    studio.player = null;
+    button.textContent = "Play";
+    button.dataset.playing = "done";
+  } });
+  button.textContent = "Stop";
+  button.dataset.playing = "yes";
+  animatePlayhead();
+}
+
+function stopPlaying() {
+  if (studio.player) studio.player.stop();
+}
+
+function animatePlayhead() {
+  const player = studio.player;
+  if (!player) { drawRoll(studio.piece ? studio.piece.roll : []); return; }
+  drawRoll(studio.piece.roll, player.context.currentTime - player.startedAt);
+  requestAnimationFrame(animatePlayhead);
+}
+
+// -- drawing ----------------------------------------------------------------------------
+
+function canvasContext(canvas) {
+  // Draw at the screen's pixel density, in CSS pixels.
+  const ratio = window.devicePixelRatio || 1, width = canvas.clientWidth, height = canvas.clientHeight;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  const g = canvas.getContext("2d");
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, width, height);
+  g.font = "11px system-ui, sans-serif";
+  return { g, width, height };
+}
+
+// Notes are [start_s, end_s, pitch, velocity, program, isDrum]. Pitched notes are bars,
+// coloured by instrument; drums are diamonds in their own lane at the bottom.
+function drawRoll(notes, playhead) {
+  const canvas = $("roll");
+  canvas.dataset.notes = String(notes.length);
+  const { g, width, height } = canvasContext(canvas);
+  if (notes.length === 0) {
+    g.fillStyle = "#667085";
+    g.fillText("The piece appears here.", 10, 20);
+    return;
+  }
+  const pitched = notes.filter((n) => !n[5]), drums = notes.filter((n) => n[5]);
+  const drumLane = drums.length ? 28 : 0;
+  const end = Math.max(...notes.map((n) => n[1]), 0.1);
+  const low = Math.min(...pitched.map((n) => n[2]), 127) - 1, high = Math.max(...pitched.map((n) => n[2]), 0) + 1;
+  const rows = Math.max(high - low, 12), top = 4, rollHeight = height - drumLane - 8;
+  const x = (t) => 4 + (t / end) * (width - 8);
+  const rowHeight = rollHeight / rows;
+  for (const [start, stop, pitch, velocity, program] of pitched) {
+    g.fillStyle = `hsla(${(program * 47) % 360}, 65%, ${62 - velocity / 6}%, 0.9)`;
+    g.fillRect(x(start), top + (high - pitch) * rowHeight - rowHeight, Math.max(x(stop) - x(start), 1.5), Math.max(rowHeight, 1.5));
+  }
+  if (drumLane) {
+    g.fillStyle = "#f1f2f5";
+    g.fillRect(0, height - drumLane, width, drumLane);
+    g.fillStyle = "#3a3f4b";
+    for (const [start, , pitch] of drums) {
+      const cx = x(start), cy = height - drumLane / 2 + ((pitch % 5) - 2) * 3;
+      g.beginPath();
+      g.moveTo(cx, cy - 3); g.lineTo(cx + 3, cy); g.lineTo(cx, cy + 3); g.lineTo(cx - 3, cy);
+      g.fill();
+    }
+  }
+  if (playhead !== undefined && playhead >= 0) {
+    g.fillStyle = "#b5472f";
+    g.fillRect(x(Math.min(playhead, end)), 0, 2, height);
+  }
+}
+
+// Train and validation bits against steps, from the run's metrics.jsonl.
+function drawLoss(curves, unit) {
+  const { g, width, height } = canvasContext($("loss"));
+  const series = [["train", curves.train, "#d08a2c"], ["validation", curves.val, "#2c6fbb"]];
+  const points = series.flatMap(([, s]) => s);
+  if (points.length === 0) {
+    g.fillStyle = "#667085";
+    g.fillText("No metrics.jsonl in this run.", 10, 20);
+    return;
+  }
+  const left = 44, right = 10, top = 10, bottom = 24;
+  const steps = points.map((p) => p[0]), values = points.map((p) => p[1]);
+  const x0 = Math.min(...steps), x1 = Math.max(...steps, x0 + 1);
+  const y0 = Math.min(...values), y1 = Math.max(...values, y0 + 0.01);
+  const x = (s) => left + ((s - x0) / (x1 - x0)) * (width - left - right);
+  const y = (v) => top + (1 - (v - y0) / (y1 - y0)) * (height - top - bottom);
+  g.strokeStyle = "#d9dce3";
+  g.fillStyle = "#667085";
+  for (let i = 0; i <= 4; i++) {
+    const v = y0 + ((y1 - y0) * i) / 4;
+    g.beginPath(); g.moveTo(left, y(v)); g.lineTo(width - right, y(v)); g.stroke();
+    g.fillText(v.toFixed(2), 4, y(v) + 4);
+  }
+  g.fillText(`step ${x0}`, left, height - 6);
+  g.fillText(`${x1}`, width - right - 40, height - 6);
+  let legend = left + 80;
+  for (const [name, data, colour] of series) {
+    if (data.length === 0) continue;
+    g.strokeStyle = colour;
+    g.lineWidth = 2;
+    g.beginPath();
+    data.forEach(([s, v], i) => (i ? g.lineTo(x(s), y(v)) : g.moveTo(x(s), y(v))));
+    g.stroke();
+    g.lineWidth = 1;
+    g.fillStyle = colour;
+    g.fillText(`${name} bits/${unit}`, legend, height - 6);
+    legend += 120;
+  }
+}
+
+// -- wiring -----------------------------------------------------------------------------
+
+$("generate").addEventListener("click", () => {
+  if (studio.model.kind === "midi") { generateMusic(); return; }
+  const prime = $("prime").value;
+  $("output-prime").textContent = prime;
+  $("output-new").textContent = "";
+  streamText(prime);
+});
+$("continue").addEventListener("click", () => {
+  // The whole text so far is the new prime; the server reuses the hidden state it
+  // kept for the previous prime, so only the characters since then are read again.
+  const text = $("output-prime").textContent + $("output-new").textContent;
+  $("output-prime").textContent = text;
+  $("output-new").textContent = "";
+  streamText(text);
+});
+$("stop").addEventListener("click", () => { if (studio.abort) studio.abort.abort(); });
+$("play").addEventListener("click", togglePlay);
+window.addEventListener("resize", () => {
+  if (studio.model) drawLoss(studio.model.curves, studio.model.kind === "text" ? "char" : "token");
+  if (studio.piece && !studio.player) drawRoll(studio.piece.roll);
+});
+
+loadModels().catch((error) => setStatus("error", `Could not load the models: ${error.message}`));

@@ -1,0 +1,444 @@
+"""chargen serve: every endpoint through Starlette's TestClient, on tiny models trained in the session."""
+
+import asyncio
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import mido
+import pytest
+
+starlette = pytest.importorskip("starlette", reason="chargen serve needs the serve extra")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+import chargen  # noqa: E402
+from chargen import server  # noqa: E402
+from chargen.primecache import PrimeCache  # noqa: E402
+from chargen.webrequest import Limits  # noqa: E402
+from conftest import TINY_TEXT  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def served(session_text_run, session_music_run):
+    """The two tiny models as a server holds them (loaded once for this module)."""
+    return server.load_models([str(session_text_run), str(session_music_run)], Limits())
+
+
+@pytest.fixture
+def app(served):
+    for s in served:  # each test starts with empty prime caches
+        s.cache = PrimeCache(Limits().cache_size)
+    return server.create_app(served, Limits(max_length=500, max_samples=4, max_request_bytes=4096))
+
+
+@pytest.fixture
+def client(app):
+    return TestClient(app)
+
+
+def text_model(served):
+    return next(s for s in served if s.model.kind == "text")
+
+
+def events(body: str) -> list[tuple[str, dict]]:
+    """Parse a Server-Sent Events body into (event name, data) pairs."""
+    out = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+# -- GET /api/models ------------------------------------------------------------------------
+
+
+def test_models_lists_each_model_with_its_facts_and_curves(client, served, session_text_run):
+    models = client.get("/api/models").json()["models"]
+    assert [m["name"] for m in models] == [s.name for s in served]
+    text, music = models
+    assert text["name"] == session_text_run.name and text["kind"] == "text" and music["kind"] == "midi"
+    assert text["vocab_size"] == len(set(TINY_TEXT))
+    assert text["parameters"] == text_model(served).model.network.num_parameters()
+    rows = [json.loads(line) for line in (session_text_run / "metrics.jsonl").read_text().splitlines()]
+    assert text["curves"]["train"] == [[r["step"], r["train_bits"]] for r in rows]
+    assert text["best_val_bits"] == pytest.approx(min(r["val_bits"] for r in rows if r["val_bits"] is not None))
+
+
+# -- POST /api/generate ---------------------------------------------------------------------
+
+
+def test_generate_text_equals_the_python_api_with_the_same_seed(client, session_text_run):
+    model = chargen.load(session_text_run)
+    expected = model.generate("First Citizen", length=60, temperature=0.9, top_k=10, seed=5)
+    request = {"prime": "First Citizen", "length": 60, "temperature": 0.9, "top_k": 10, "seed": 5}
+    first = client.post("/api/generate", json=request).json()
+    again = client.post("/api/generate", json=request).json()  # this time from the cached state
+    assert first["samples"] == [expected] and first["prime_reused"] == 0
+    assert again["samples"] == [expected] and again["prime_reused"] == len("First Citizen")
+    assert first["kind"] == "text" and first["model"] == session_text_run.name
+
+
+def test_generate_several_samples_and_a_stop_string(client):
+    answer = client.post("/api/generate", json={"length": 80, "n": 3, "seed": 1, "stop": "\n"}).json()
+    assert len(answer["samples"]) == 3
+    assert all(isinstance(s, str) and "\n" not in s and len(s) <= 80 for s in answer["samples"])
+
+
+def test_stream_sends_one_event_per_piece_then_done(client):
+    request = {"prime": "All:\n", "length": 50, "seed": 3}
+    whole = client.post("/api/generate", json=request).json()["samples"][0]
+    response = client.post("/api/generate", json={**request, "stream": True})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    received = events(response.text)
+    names = [name for name, _ in received]
+    assert names == ["piece"] * (len(names) - 1) + ["done"] and len(names) > 1
+    pieces = "".join(data["text"] for name, data in received if name == "piece")
+    assert pieces == received[-1][1]["text"] == whole and len(whole) == 50
+
+
+def test_music_answers_with_playable_midi_its_duration_notes_and_roll(client, served):
+    music = next(s for s in served if s.model.kind == "midi")
+    answer = client.post("/api/generate", json={"model": music.name, "length": 300, "seed": 2, "n": 2}).json()
+    assert answer["kind"] == "midi" and len(answer["samples"]) == 2
+    for sample in answer["samples"]:
+        song = mido.MidiFile(file=io.BytesIO(base64.b64decode(sample["midi"])))
+        notes = [m for t in song.tracks for m in t if m.type == "note_on" and m.velocity > 0]
+        assert sample["notes"] == len(notes) == len(sample["roll"]) > 0
+        assert sample["seconds"] == pytest.approx(song.length, abs=1e-3)
+        start, end, pitch, velocity, program, is_drum = sample["roll"][0]
+        assert 0 <= start <= end and 0 <= pitch <= 127 and isinstance(is_drum, bool)
+
+
+# -- hidden-state reuse ---------------------------------------------------------------------
+
+
+def test_a_prime_that_extends_a_recent_one_feeds_only_its_new_characters(client, served, monkeypatch):
+    text = text_model(served)
+    fed = []
+    real = text.model.prime_state
+
+    def counting(new_text, state=None):
+        fed.append(len(new_text))
+        return real(new_text, state=state)
+
+    monkeypatch.setattr(text.model, "prime_state", counting)
+    story = TINY_TEXT[:300]
+    reused = []
+    for end in (100, 200, 300, 300):  # a writer's text growing, then the same request again
+        answer = client.post("/api/generate", json={"prime": story[:end], "length": 0}).json()
+        reused.append(answer["prime_reused"])
+    assert fed == [100, 100, 100] and reused == [0, 100, 200, 300]
+    client.post("/api/generate", json={"prime": "All:", "length": 0})  # unrelated: read whole
+    assert fed[-1] == len("All:")
+
+    # After answering, the server reads what it wrote, so "continue" (prime + text) feeds nothing new.
+    fed.clear()
+    streamed = events(client.post("/api/generate", json={"prime": "All:", "length": 30, "stream": True}).text)
+    text = streamed[-1][1]["text"]
+    assert fed == [30]  # the 30 new characters, read once the answer was sent
+    answer = client.post("/api/generate", json={"prime": "All:" + text, "length": 10}).json()
+    assert answer["prime_reused"] == len("All:" + text) and fed == [30, 10]
+
+
+def test_continuing_from_a_cached_state_equals_reading_the_whole_text(client, session_text_run):
+    model = chargen.load(session_text_run)
+    story = TINY_TEXT[:240]
+    client.post("/api/generate", json={"prime": story[:120], "length": 1})
+    answer = client.post("/api/generate", json={"prime": story, "length": 40, "seed": 9}).json()
+    assert answer["prime_reused"] == 120
+    assert answer["samples"] == [model.generate(story, length=40, seed=9)]
+
+
+def test_prime_cache_keeps_the_longest_prefix_and_forgets_the_least_recent():
+    cache = PrimeCache(capacity=2)
+    cache.put("ab", "state-ab")
+    cache.put("abcd", "state-abcd")
+    assert cache.longest_prefix("abcdef") == ("abcd", "state-abcd")
+    assert cache.longest_prefix("abx") == ("ab", "state-ab")  # "ab" is now the most recent
+    cache.put("zz", "state-zz")  # evicts "abcd", the least recently used
+    assert len(cache) == 2 and cache.longest_prefix("abcdef") == ("ab", "state-ab")
+    assert cache.longest_prefix("q") == ("", None)
+
+
+# -- GET /generate (robinsloan/torch-rnn-server) --------------------------------------------
+
+
+def test_torch_rnn_server_query_answers_short_completions(client):
+    response = client.get("/generate", params={"start_text": "First Citizen:\nBefore we", "n": 3})
+    answer = response.json()
+    assert set(answer) == {"start_text", "completions", "time"}
+    assert answer["start_text"] == "First Citizen:\nBefore we" and isinstance(answer["time"], float)
+    assert len(answer["completions"]) == 3
+    for completion in answer["completions"]:
+        assert "\n" not in completion and len(completion) <= server.COMPLETION_CHARS
+        assert completion == completion.rstrip()
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" speak, speak. You are all", " speak, speak."),
+    (" we proceed any further? hear", " we proceed any further?"),
+    (' said "stop!" and left', ' said "stop!"'),
+    (" no end in sight but wor", " no end in sight but"),
+    (" a line\nand another.", " a line"),
+    ("unbroken", "unbroken"),
+    ("", ""),
+])
+def test_completions_end_at_a_sentence_or_word_boundary(text, expected):
+    assert server.cut_at_boundary(text) == expected
+
+
+# -- errors: a 4xx JSON object naming the problem, never a 500 -------------------------------
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"model": "nope"}, 404, "unknown model 'nope'"),
+    ({"prime": "First ☃ Citizen"}, 400, "vocabulary lacks: '☃'"),
+    ({"length": 501}, 400, "length must be between 0 and 500"),
+    ({"length": -1}, 400, "length must be between 0 and 500"),
+    ({"length": "ten"}, 400, "length must be an integer"),
+    ({"length": 2.5}, 400, "length must be an integer"),
+    ({"temperature": -0.1}, 400, "temperature must be in"),
+    ({"temperature": True}, 400, "temperature must be a number"),
+    ({"top_k": 0}, 400, "top_k must be >= 1"),
+    ({"top_p": 0}, 400, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, 400, "top_p must be in (0, 1]"),
+    ({"n": 0}, 400, "n must be between 1 and 4"),
+    ({"n": 5}, 400, "n must be between 1 and 4"),
+    ({"seed": -1}, 400, "seed must be between"),
+    ({"stream": "yes"}, 400, "stream must be true or false"),
+    ({"stream": True, "n": 2}, 400, "stream works with n = 1"),
+    ({"prime": 42}, 400, "prime must be a string"),
+    ({"stop": "x" * 201}, 400, "stop must be at most"),
+    ({"seconds": 10}, 400, "seconds is for music models"),
+    ({"temprature": 1}, 400, "unknown field 'temprature'"),
+    ([1, 2], 400, "must be a JSON object"),
+])
+def test_bad_generate_requests_get_a_4xx_naming_the_problem(client, body, status, words):
+    response = client.post("/api/generate", json=body)
+    assert response.status_code == status and words in response.json()["error"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"prime": "First"}, "takes no prime over HTTP"),
+    ({"stream": True}, "stream is for text models"),
+    ({"seconds": 0}, "seconds must be in (0, 120]"),
+])
+def test_bad_music_requests(client, served, body, words):
+    music = next(s for s in served if s.model.kind == "midi")
+    response = client.post("/api/generate", json={"model": music.name, **body})
+    assert response.status_code == 400 and words in response.json()["error"]
+
+
+def test_malformed_json_and_too_large_bodies(client):
+    bad = client.post("/api/generate", content=b'{"prime": "a",', headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("malformed JSON")
+    binary = client.post("/api/generate", content=b"\xff\xfe")
+    assert binary.status_code == 400 and "not UTF-8" in binary.json()["error"]
+    large = client.post("/api/generate", json={"prime": "a" * 5000})
+    assert large.status_code == 413 and "limit is 4,096" in large.json()["error"]
+
+    def chunks():  # no Content-Length: refused while reading, not after
+        for _ in range(10):
+            yield b" " * 1000
+
+    chunked = client.post("/api/generate", content=chunks())
+    assert chunked.status_code == 413 and "over the limit" in chunked.json()["error"]
+
+
+@pytest.mark.parametrize("params, status, words", [
+    ({"start_text": "x", "n": "abc"}, 400, "n must be a number"),
+    ({"start_text": "x", "n": "0"}, 400, "n must be between 1 and 4"),
+    ({"start_text": "x", "n": "11"}, 400, "n must be between 1 and 4"),
+    ({"start_text": "x", "temperature": "-1"}, 400, "temperature must be in"),
+    ({"start_text": "x", "model": "nope"}, 404, "unknown model"),
+    ({"start_text": "\u2603"}, 400, "start_text has characters"),
+    ({"start_text": "x", "path": "/etc/passwd"}, 400, "unknown parameter 'path'"),
+])
+def test_bad_completion_queries(client, params, status, words):
+    response = client.get("/generate", params=params)
+    assert response.status_code == status and words in response.json()["error"]
+
+
+def test_completions_refuse_a_music_model(client, served):
+    music = next(s for s in served if s.model.kind == "midi")
+    response = client.get("/generate", params={"start_text": "", "model": music.name})
+    assert response.status_code == 400 and "writes music" in response.json()["error"]
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/api/generate", 405),
+    ("DELETE", "/api/models", 405),
+    ("GET", "/nowhere", 404),
+    ("GET", "/studio/../server.py", 404),
+    ("GET", "/studio/..%2Fserver.py", 404),
+    ("GET", "/studio/secret.txt", 404),
+])
+def test_unknown_pages_and_methods_are_json_errors(client, method, path, status):
+    response = client.request(method, path)
+    assert response.status_code == status and "error" in response.json()
+
+
+def test_limits_are_configurable(served):
+    client = TestClient(server.create_app(served, Limits(max_length=10, max_samples=1)))
+    assert client.post("/api/generate", json={"length": 10}).status_code == 200
+    assert client.post("/api/generate", json={"length": 11}).status_code == 400
+    assert client.post("/api/generate", json={"length": 1, "n": 2}).status_code == 400
+
+
+# -- two requests at once ---------------------------------------------------------------------
+
+
+def test_two_interleaved_streams_each_get_their_own_text(app):
+    """Stream A is held after its first piece while stream B runs start to end; neither is disturbed."""
+    a = {"prime": "First Citizen:\n", "length": 120, "seed": 11, "stream": True}
+    b = {"prime": "All:\n", "length": 120, "seed": 12, "stream": True}
+    reference = {k: "".join(d["text"] for n, d in events(_call(app, body)) if n == "piece") for k, body in (("a", a), ("b", b))}
+
+    async def both():
+        release = asyncio.Event()
+        first_piece = asyncio.Event()
+
+        async def on_chunk_a(count):
+            if count == 1:
+                first_piece.set()
+                await release.wait()  # A is now mid-generation, its hidden state in flight
+
+        task_a = asyncio.ensure_future(_request(app, a, on_chunk_a))
+        await first_piece.wait()
+        body_b = await _request(app, b, None)
+        assert not task_a.done()
+        release.set()
+        return await task_a, body_b
+
+    body_a, body_b = asyncio.run(both())
+    for key, body in (("a", body_a), ("b", body_b)):
+        received = events(body)
+        assert received[-1][0] == "done" and received[-1][1]["text"] == reference[key]
+    assert reference["a"] != reference["b"]
+
+
+def _call(app, body) -> str:
+    return asyncio.run(_request(app, body, None))
+
+
+async def _request(app, body: dict, on_chunk) -> str:
+    """POST /api/generate straight into the ASGI app, so the test controls when each chunk is taken."""
+    payload = json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/api/generate", "raw_path": b"/api/generate",
+             "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    delivered = False
+
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await asyncio.Event().wait()  # the client never leaves
+
+    chunks = []
+
+    async def send(message):
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunks.append(message["body"])
+            if on_chunk is not None:
+                await on_chunk(len(chunks))
+
+    await app(scope, receive, send)
+    return b"".join(chunks).decode()
+
+
+# -- the studio's files -------------------------------------------------------------------------
+
+
+def test_studio_page_and_assets_are_served_from_the_package_without_network_urls(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for name in server.STUDIO_FILES:
+        asset = client.get("/" if name == "index.html" else f"/studio/{name}")
+        assert asset.status_code == 200
+        assert "http://" not in asset.text and "https://" not in asset.text, f"{name} refers to the network"
+        if name != "index.html":
+            assert f"/studio/{name}" in page.text
+
+
+# -- chargen serve on the command line ----------------------------------------------------------
+
+
+def test_serve_without_the_extra_names_the_pip_command(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from chargen.cli import cli
+
+    for missing in ("uvicorn", "starlette"):
+        with monkeypatch.context() as m:
+            for name in [n for n in sys.modules if n.split(".")[0] == missing or n == "chargen.server"]:
+                m.delitem(sys.modules, name)
+            m.delattr(chargen, "server")  # else `from chargen import server` finds the loaded module
+            m.setitem(sys.modules, missing, None)  # importing it now fails as if it were not installed
+            # (a run that does not exist: had the import check passed, this would be the error)
+            result = CliRunner().invoke(cli, ["serve", str(tmp_path / "no-run")])
+        assert result.exit_code == 1
+        assert result.stderr == "Error: chargen serve needs the serve extra: pip install 'chargen[serve]'\n"
+
+
+def test_serve_warns_when_other_machines_can_reach_it(session_text_run, monkeypatch):
+    from click.testing import CliRunner
+
+    from chargen.cli import cli
+
+    served, real_listen = [], server.listen
+    monkeypatch.setattr(server, "listen", lambda host, port: real_listen("127.0.0.1", 0))  # never really expose it
+    monkeypatch.setattr(server, "serve", lambda app, sock: served.append(sock) or sock.close())
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False), ("localhost", False)):
+        result = CliRunner().invoke(cli, ["serve", str(session_text_run), "--host", host])
+        assert result.exit_code == 0, result.output
+        assert ("other machines can reach this server" in result.stderr) == warned
+    assert len(served) == 3
+
+
+def test_serve_refuses_a_missing_run_and_a_busy_port(session_text_run, tmp_path):
+    busy = server.listen("127.0.0.1", 0)
+    try:
+        for args, message in (
+            ([str(tmp_path / "nowhere")], "no such checkpoint"),
+            ([str(session_text_run), "--port", str(busy.getsockname()[1])], "cannot listen on 127.0.0.1:"),
+        ):
+            result = subprocess.run([sys.executable, "-m", "chargen", "serve", *args], capture_output=True,
+                                    text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+            assert result.returncode == 1 and "Traceback" not in result.stderr
+            assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    finally:
+        busy.close()
+
+
+@pytest.mark.slow
+def test_serve_answers_then_stops_cleanly_on_ctrl_c(session_text_run):
+    process = subprocess.Popen([sys.executable, "-m", "chargen", "serve", str(session_text_run), "--port", "0"],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        lines = []
+        for line in process.stderr:  # wait for the address it printed
+            lines.append(line)
+            if "serving at http://" in line:
+                break
+        url = line.split("serving at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/models", timeout=60) as response:
+            assert json.load(response)["models"][0]["name"] == session_text_run.name
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Stopped." in rest and "Traceback" not in "".join(lines) + rest

@@ -1,0 +1,205 @@
+"""The studio end to end in a real headless Chromium (Debian's chromium and chromium-driver).
+
+A live uvicorn server on a free port serves the session's tiny text and music
+models; selenium drives the system browser through /usr/bin/chromedriver (never
+a downloaded one). Without a browser the tests skip, unless CHARGEN_REQUIRE_BROWSER=1
+(CI sets it), where they fail. CHARGEN_STUDIO_SCREENSHOT=path saves a screenshot
+of the studio there (docs/studio.png is made this way).
+"""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import chargen
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_S = 60  # an upper bound for slow, shared machines; every wait ends on an observable event
+
+pytestmark = pytest.mark.slow
+
+
+def _missing() -> list[str]:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    for module in ("selenium", "starlette", "uvicorn"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"the Python package {module}")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def live_server(session_text_run, session_music_run):
+    """`chargen serve` on a free port, in a thread of this process."""
+    missing = _missing()
+    if missing:
+        reason = f"the browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if os.environ.get("CHARGEN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CHARGEN_REQUIRE_BROWSER=1, but {reason}")
+        pytest.skip(reason)
+    import uvicorn
+
+    from chargen import server
+    from chargen.webrequest import Limits
+
+    limits = Limits()
+    app = server.create_app(server.load_models([str(session_text_run), str(session_music_run)], limits), limits)
+    sock = server.listen("127.0.0.1", 0)
+    live = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    _wait(lambda: live.started, "the server to start")
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", {s.model.kind: s for s in app.state.models}
+    live.should_exit = True
+    thread.join(timeout=WAIT_S)
+
+
+@pytest.fixture
+def browser(live_server, tmp_path):
+    url, _ = live_server
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: selenium then never runs selenium-manager to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.get(url + "/")
+        _wait(lambda: driver.find_element("tag name", "body").get_attribute("data-status") == "ready", "the page")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(condition, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _status(driver) -> str:
+    return driver.find_element("tag name", "body").get_attribute("data-status")
+
+
+def _errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def _set(driver, element_id: str, value) -> None:
+    field = driver.find_element("id", element_id)
+    field.clear()
+    field.send_keys(str(value))
+
+
+def test_text_streams_in_and_continues(browser, live_server, session_text_run, monkeypatch):
+    from chargen import server
+
+    model = chargen.load(session_text_run)
+    _set(browser, "prime", "First")
+    _set(browser, "length", 60)
+    _set(browser, "seed", 4)
+    # Hold the server's stream after 10 pieces, sent one by one, until the page has shown them:
+    # the text appears as it is generated, not when the whole sample is done.
+    text_model, gate = live_server[1]["text"].model, threading.Event()
+    real_stream = text_model.stream
+
+    def held_stream(*args, **kwargs):
+        for i, piece in enumerate(real_stream(*args, **kwargs)):
+            if i == 10:
+                gate.wait(WAIT_S)
+            yield piece
+
+    monkeypatch.setattr(text_model, "stream", held_stream)
+    monkeypatch.setattr(server, "STREAM_BATCH_SECONDS", 0)
+    try:
+        browser.find_element("id", "generate").click()
+        _wait(lambda: len(browser.find_element("id", "output-new").get_attribute("textContent")) == 10
+              and _status(browser) == "streaming", "the first 10 characters")
+    finally:
+        gate.set()
+    _wait(lambda: _status(browser) in ("done", "error"), "the text")
+    assert _status(browser) == "done", browser.find_element("id", "status").text
+    first = browser.find_element("id", "output-new").get_attribute("textContent")
+    assert first == model.generate("First", length=60, temperature=0.8, seed=4)
+
+    browser.find_element("id", "continue").click()
+    _wait(lambda: _status(browser) in ("done", "error") and browser.find_element("id", "generate").is_enabled(),
+          "the continuation")
+    assert _status(browser) == "done", browser.find_element("id", "status").text
+    assert browser.find_element("id", "output-prime").get_attribute("textContent") == "First" + first
+    more = browser.find_element("id", "output-new").get_attribute("textContent")
+    assert more == model.generate("First" + first, length=60, temperature=0.8, seed=4)
+    # The server read what it wrote after answering: the continuation fed none of the 65 again.
+    assert "65 characters of prime reused" in browser.find_element("id", "status").text
+
+    loss_pixels = _painted_pixels(browser, "loss")
+    assert loss_pixels > 500, "the loss chart is empty"
+    screenshot = os.environ.get("CHARGEN_STUDIO_SCREENSHOT")
+    if screenshot:
+        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(screenshot)
+    assert _errors(browser) == []
+
+
+def test_music_piano_roll_play_and_download(browser, live_server, session_music_run):
+    from selenium.webdriver.support.ui import Select
+
+    from chargen import midi
+
+    # A barely trained model often ends its piece at once: take the first seed whose piece has notes.
+    model = chargen.load(session_music_run)
+    seed = next(s for s in range(100) if midi.piano_roll(model.generate(length=300, temperature=0.8, seed=s)))
+    Select(browser.find_element("id", "model")).select_by_value(live_server[1]["midi"].name)
+    _set(browser, "length", 300)
+    _set(browser, "seed", seed)
+    browser.find_element("id", "generate").click()
+    _wait(lambda: _status(browser) in ("done", "error"), "the piece")
+    assert _status(browser) == "done", browser.find_element("id", "status").text
+    assert int(browser.find_element("id", "roll").get_attribute("data-notes")) > 0
+    assert _painted_pixels(browser, "roll") > 100, "the piano roll is empty"
+    assert browser.find_element("id", "download").get_attribute("href").startswith("blob:")
+
+    play = browser.find_element("id", "play")
+    play.click()
+    assert play.get_attribute("data-playing") == "yes"
+    # Play is running once the audio clock has moved past the piece's start.
+    _wait(lambda: browser.execute_script(
+        "return studio.player === null || studio.player.context.currentTime > studio.player.startedAt + 0.2"),
+        "the audio clock")
+    play.click()  # stop
+    _wait(lambda: play.get_attribute("data-playing") == "done", "the player to stop")
+    assert _errors(browser) == []
+
+
+def test_the_studio_fits_a_phone_screen(browser):
+    browser.set_window_size(390, 844)
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
+    for element_id in ("generate", "prime", "temperature-range", "output"):
+        box = browser.find_element("id", element_id).rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"#{element_id} does not fit"
+
+
+def _painted_pixels(driver, canvas_id: str) -> int:
+    """How many pixels of a canvas have been drawn on (not transparent)."""
+    return driver.execute_script("""
+        const c = document.getElementById(arguments[0]);
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let painted = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+        return painted;""", canvas_id)
