@@ -442,3 +442,23 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(session_text_run):
         if process.poll() is None:
             process.kill()
     assert "Stopped." in rest and "Traceback" not in "".join(lines) + rest
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_studio(tmp_path):
+    """The studio is package data: a non-editable install has every file the server reads."""
+    pytest.importorskip("setuptools", reason="building a wheel without network needs setuptools installed")
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "chargen", source / "chargen", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                             "-q", "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "wheel").glob("chargen-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"chargen/studio/{name}" for name in server.STUDIO_FILES} <= shipped
+    assert {"chargen/server.py", "chargen/webrequest.py", "chargen/primecache.py"} <= shipped
