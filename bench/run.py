@@ -3,6 +3,7 @@
     python bench/run.py --quick            # a few minutes: throughput, sampling, 10 MB scale
     python bench/run.py                    # more repeats, 100 MB scale
     python bench/run.py --ttq --scale-gb   # plus time to quality (2 + 5 + 10 min) and a 1 GB corpus
+    python bench/run.py --quick --processes  # plus 1 process x 2 threads vs 2 processes x 1 thread (torchrun)
 
 Prints one table and writes the same figures to bench/results.json (git-ignored).
 The machine may be shared: every comparison interleaves its repeats (chargen,
@@ -195,6 +196,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ttq", action="store_true", help="also train with the defaults for 2, 5 and 10 minutes (17 min)")
     parser.add_argument("--ttq-minutes", default="2,5,10", help="budgets for --ttq, comma-separated")
     parser.add_argument("--scale-gb", action="store_true", help="also load a 1 GB generated corpus")
+    parser.add_argument("--processes", action="store_true",
+                        help="also train 1 process x 2 threads vs 2 processes x 1 thread under torchrun (a few minutes)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to write the figures")
     args = parser.parse_args(argv)
     repeats, steps = (2, 2) if args.quick else (4, 3)
@@ -252,6 +255,13 @@ def main(argv=None) -> dict:
         m = results["midi"]
         rows.append((f"midi tokenize {m['files']} files: files/s first / cached", f"{m['files_per_s']:,.1f} / {m['cached_files_per_s']:,.1f}",
                      "", f"{m['notes_per_s']:,.0f} notes/s first"))
+
+    if args.processes:
+        p = results["processes"] = scale.bench_processes(CORPUS)
+        rows.append(("train defaults, 2 processes x 1 thread vs 1 x 2 threads, tokens/s", f"{p['two_processes_one_thread']:,.0f}",
+                     f"{p['one_process_two_threads']:,.0f}",
+                     f"{p['two_vs_one_ratio']:.2f}x; efficiency {p['efficiency']:.0%} of 2 x {p['one_process_one_thread']:,.0f} "
+                     f"(1 x 1 thread); load avg {p['load_average']:.1f}"))
 
     if args.ttq:
         results["time_to_quality"] = scale.bench_ttq(CORPUS, [float(m) for m in args.ttq_minutes.split(",")])

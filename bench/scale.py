@@ -176,3 +176,44 @@ def bench_wait_policy(rounds: int = 2, steps: int = 4) -> dict:
                 best[policy] = max(best[policy], json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"])
     return {"active_tokens_per_s": best["ACTIVE"], "passive_tokens_per_s": best["PASSIVE"],
             "load_average": os.getloadavg()[0]}
+
+
+def _train_rate(out: Path, corpus: Path, steps: int, threads: int, processes: int) -> float:
+    """Training tokens/s (all processes together; validation excluded) of one `chargen train` run."""
+    common = ["train", str(corpus), "--steps", str(steps), "--eval-every", str(steps), "--val-frac", "0.01",
+              "--device", "cpu", "--out", str(out), "--dropout", "0"]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+    if processes == 1:
+        command = [sys.executable, "-m", "chargen", *common]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   "-m", "chargen", *common]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, env=env)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return metrics[-1]["tokens_per_s"]
+
+
+def bench_processes(corpus: Path, steps: int = 40, rounds: int = 2) -> dict:
+    """Data-parallel scaling on this machine, same model and global batch (the defaults: 2x512 LSTM,
+    16 streams x 64): 1 process with 2 threads, 2 processes (gloo) with 1 thread each, and 1 process
+    with 1 thread. Interleaved rounds, best of each.
+
+    two_vs_one_ratio = (2 processes x 1 thread) / (1 process x 2 threads): whether splitting two cores
+    into two processes beats letting one process use both (above 1: it does).
+    efficiency = (2 processes x 1 thread) / (2 x one process with 1 thread): the scaling efficiency
+    that `chargen train --single-process-rate` prints, the single-process rate measured here.
+    """
+    best = {"one_process_two_threads": 0.0, "two_processes_one_thread": 0.0, "one_process_one_thread": 0.0}
+    shapes = {"one_process_two_threads": (2, 1), "two_processes_one_thread": (1, 2), "one_process_one_thread": (1, 1)}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="chargen-procs-") as tmp:
+        for r in range(rounds):
+            for name, (threads, processes) in shapes.items():
+                rate = _train_rate(Path(tmp) / f"{name}-{r}", corpus, steps, threads, processes)
+                best[name] = max(best[name], rate)
+    return best | {
+        "two_vs_one_ratio": best["two_processes_one_thread"] / best["one_process_two_threads"],
+        "efficiency": best["two_processes_one_thread"] / (2 * best["one_process_one_thread"]),
+        "steps": steps,
+        "load_average": (load_before + os.getloadavg()[0]) / 2,
+    }

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
 import torch
@@ -195,6 +196,30 @@ def start(device: torch.device) -> World:
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        # device_id (torch >= 2.3) binds an nccl group to this rank's GPU; a CPU run passes nothing.
+        options = {"device_id": device} if device.type == "cuda" else {}
+        store = _restart_store(size)
+        if store is not None:
+            options |= {"store": store, "rank": rank, "world_size": size}
+        dist.init_process_group(backend, **options)
     return World(rank=rank, size=size, local_rank=local_rank, device=device)
+
+
+def _restart_store(size: int) -> Optional["dist.Store"]:
+    """After torchrun restarted the workers (--max-restarts), the key-value store for this attempt.
+
+    With c10d rendezvous, torchrun's agent keeps one TCP store for all attempts
+    (TORCHELASTIC_USE_AGENT_STORE), and the process group's keys written by the
+    previous attempt are still there: the new ranks then read the dead ranks'
+    addresses and fail to connect (pytorch/pytorch#135712; seen with torch 2.13 and
+    gloo). Prefixing the keys with the attempt number keeps the attempts apart.
+    None (use init_process_group's own env:// store) on the first attempt and
+    when each attempt has a store of its own.
+    """
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if attempt == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size, is_master=False,
+                          timeout=timedelta(minutes=30))
+    return dist.PrefixStore(f"chargen/attempt-{attempt}", store)
 

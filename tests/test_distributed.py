@@ -7,9 +7,11 @@ with the same training done in this process.
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,19 +104,24 @@ def _write_corpus(path: Path) -> Path:
     return path
 
 
-def _options(steps: int) -> list[str]:
-    return train_args(**MODEL, **LAYOUT, steps=steps, device="cpu")
+def _options(steps: int, eval_every: int = LAYOUT["eval_every"]) -> list[str]:
+    return train_args(**MODEL, **(LAYOUT | {"eval_every": eval_every}), steps=steps, device="cpu")
+
+
+def _torchrun_env() -> dict:
+    env = os.environ | {"OMP_NUM_THREADS": "1", "COLUMNS": "200",
+                        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        env.pop(name, None)
+    return env
 
 
 def _torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
         "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "chargen", *args,
     ]  # fmt: skip
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, cwd=cwd, env=_torchrun_env(), capture_output=True, text=True, timeout=180)
 
 
 def _train_here(corpus: Path, out: Path, steps: int) -> Path:
@@ -130,7 +137,8 @@ def two_process_run(tmp_path_factory):
     """One 2-process gloo run of STEPS steps (shared by the tests below: it takes ~15 s)."""
     tmp = tmp_path_factory.mktemp("dist")
     corpus = _write_corpus(tmp / "tiny.txt")
-    result = _torchrun(["train", str(corpus), *_options(STEPS), "--out", str(tmp / "two")], cwd=tmp)
+    result = _torchrun(["train", str(corpus), *_options(STEPS), "--out", str(tmp / "two"), "--single-process-rate", "1000"],
+                       cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp, corpus, tmp / "two", result
 
@@ -146,6 +154,19 @@ def test_two_processes_complete_and_only_rank_0_writes(two_process_run):
     assert payload["state"]["step"] == STEPS
     assert payload["distributed"] == {"world_size": 2}
     assert payload["state"]["tokens"] == STEPS * LAYOUT["batch_size"] * LAYOUT["seq_len"]
+
+
+@pytest.mark.slow
+def test_two_process_summary_shows_rate_per_process_and_scaling_efficiency(two_process_run):
+    _, _, _, result = two_process_run
+    summary = " ".join(result.stderr.split())
+    assert "per process" in summary and "(2 processes)" in summary, summary[-2000:]
+    assert "scaling efficiency" in summary and "of 2 x 1,000 tokens/s (the single-process rate given)" in summary
+
+
+def test_scaling_divides_the_throughput_over_the_processes_and_the_single_process_rate():
+    assert distributed.scaling(3000.0, 2, 2000.0) == (1500.0, 0.75)
+    assert distributed.scaling(3000.0, 2, None) == (1500.0, None)
 
 
 @pytest.mark.slow
@@ -213,3 +234,84 @@ def test_two_process_run_resumes_with_two_processes(two_process_run, tmp_path):
     for name, weight in straight["model_state"].items():
         assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
     assert [row["step"] for row in runs.read_metrics(resumed_dir)] == [STEPS, 2 * STEPS]
+
+
+def test_resuming_with_a_process_count_that_does_not_divide_the_batch_is_refused(two_process_run, tmp_path):
+    """The other side of the rule: 3 processes cannot share a batch of 4 streams; nothing is touched."""
+    _, _, run_dir, _ = two_process_run
+    copy = _copy_run(run_dir, tmp_path / "copy")
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    with pytest.raises(ChargenError, match="4 streams cannot be split evenly over 3 processes"):
+        runs.resume_run(str(copy), {"steps": 2 * STEPS}, device="cpu", world=World(rank=0, size=3))
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+# -- a rank killed mid-run: torchrun restarts the same command line, which resumes --------------
+
+
+def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
+    """{RANK: pid} of the worker processes torchrun started (its children), read from /proc."""
+    workers = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != launcher.pid:
+                continue
+            environ = dict(v.split("=", 1) for v in (entry / "environ").read_text().split("\0") if "=" in v)
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+        if "RANK" in environ:
+            workers[int(environ["RANK"])] = int(entry.name)
+    return workers
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return checkpoint.load(path)["state"]["step"]
+    except ChargenError:
+        return -1  # not written yet
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's workers through /proc")
+def test_a_rank_killed_mid_run_is_restarted_by_torchrun_and_the_run_ends_as_if_never_killed(tmp_path):
+    """torchrun --max-restarts 1 runs `chargen train ... --out DIR --resume auto` on 2 gloo ranks over
+    loopback. As soon as the step-10 checkpoint exists, rank 0 (the writer) gets SIGKILL; torchrun stops
+    rank 1 and starts both again with the same command line, which resumes from the checkpoint. The run
+    finishes by itself with the parameters of an uninterrupted run (no dropout: equal to float rounding)."""
+    steps, every = 120, 10
+    corpus = _write_corpus(tmp_path / "tiny.txt")
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--max-restarts=1",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--monitor-interval=0.1",
+        "-m", "chargen", "train", str(corpus), *_options(steps, every), "--out", str(run_dir), "--resume", "auto",
+    ]  # fmt: skip
+    launcher = subprocess.Popen(command, cwd=tmp_path, env=_torchrun_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _checkpoint_step(run_dir / checkpoint.LAST) < every:  # the event: a checkpoint past step 0
+            assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after step 0 within 2 minutes"
+            time.sleep(0.005)
+        killed_at = _checkpoint_step(run_dir / checkpoint.LAST)
+        os.kill(_workers_of(launcher)[0], signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:  # a hung run: end torchrun and its workers (each in a session of its own)
+            for pid in _workers_of(launcher).values():
+                os.kill(pid, signal.SIGKILL)
+            launcher.kill()
+            launcher.communicate()
+    assert killed_at < steps, "the kill should land before the run ends"
+    assert launcher.returncode == 0, stderr[-3000:]
+    assert "resuming" in stderr and "at step" in stderr, "the restarted command line should have resumed"
+    resumed = checkpoint.load(run_dir / checkpoint.LAST)
+    assert resumed["state"]["step"] == steps
+    straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", steps) / checkpoint.LAST)
+    for name, weight in straight["model_state"].items():
+        assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
+    assert [row["step"] for row in runs.read_metrics(run_dir)] == list(range(every, steps + 1, every))
