@@ -38,7 +38,7 @@ BUDGETS = ("epochs", "steps", "minutes")  # a budget given on resume replaces th
 
 @dataclass
 class Run:
-    """Everything one training session works on."""
+    """A training run: its directory, model, optimizer, corpus, settings and progress."""
 
     directory: Path
     model: CharRNN

@@ -127,8 +127,8 @@ def _torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.Complete
 def _train_here(corpus: Path, out: Path, steps: int) -> Path:
     """The same training in this process, through the library."""
     config = TrainConfig(steps=steps, **LAYOUT)
-    session = runs.new_run([str(corpus)], dict(MODEL), config, out=str(out), device="cpu")
-    runs.execute(session)
+    run = runs.new_run([str(corpus)], dict(MODEL), config, out=str(out), device="cpu")
+    runs.execute(run)
     return out
 
 
@@ -204,9 +204,9 @@ def test_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
     """A different world size picks up the same data position and hidden state."""
     _, corpus, run_dir, _ = two_process_run
     resumed_dir = _copy_run(run_dir, tmp_path / "resumed")
-    session = runs.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
-    assert any("trained by 2 process(es)" in note for note in session.notes)
-    runs.execute(session)
+    run = runs.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
+    assert any("trained by 2 process(es)" in note for note in run.notes)
+    runs.execute(run)
     straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
     resumed = checkpoint.load(resumed_dir / checkpoint.LAST)
     for name, weight in straight["model_state"].items():
@@ -301,7 +301,7 @@ def test_a_rank_killed_mid_run_is_restarted_by_torchrun_and_the_run_ends_as_if_n
         os.kill(_workers_of(launcher)[0], signal.SIGKILL)
         _, stderr = launcher.communicate(timeout=120)
     finally:
-        if launcher.poll() is None:  # a hung run: end torchrun and its workers (each in a session of its own)
+        if launcher.poll() is None:  # a hung run: end torchrun and its workers (each in a run of its own)
             for pid in _workers_of(launcher).values():
                 os.kill(pid, signal.SIGKILL)
             launcher.kill()
