@@ -259,3 +259,85 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     assert result.exit_code == 0, result.output
     assert "chosen for" not in result.stderr
     assert checkpoint.load(tmp_path / "c" / "last.pt")["model_config"]["dropout"] == 0.1
+
+
+# -- sample, eval and info over the Python API (issues 10 and 14) ----------------------------------
+
+
+def test_sample_stop_example_in_the_help_works_as_typed(runner, trained_run, tmp_path):
+    """Issue 14.8: the help's `--stop "\\n\\n"` reached chargen as a backslash and an n, and never stopped."""
+    import shlex
+
+    help_text = runner.invoke(cli, ["sample", "--help"]).stdout
+    example = next(line.strip() for line in help_text.splitlines() if line.strip().startswith("chargen sample")
+                   and "--stop" in line)
+    args = shlex.split(example)[2:]  # what a POSIX shell hands to chargen
+    assert args[args.index("--stop") + 1] == "\\n\\n"  # a backslash and an n, twice
+    out = tmp_path / "s.txt"
+    result = runner.invoke(cli, ["sample", str(trained_run), *args, "--length", "3000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    without_stop = args[: args.index("--stop")] + args[args.index("--stop") + 2 :]
+    result = runner.invoke(cli, ["sample", str(trained_run), *without_stop, "--length", "3000",
+                                 "--out", str(tmp_path / "u.txt")])
+    assert result.exit_code == 0, result.output
+    stopped = 0
+    for i in range(1, int(args[args.index("--num-samples") + 1]) + 1):
+        full = (tmp_path / f"u-{i}.txt").read_text(encoding="utf-8")
+        written = (tmp_path / f"s-{i}.txt").read_text(encoding="utf-8")
+        end = full.find("\n\n")
+        assert written == (full if end < 0 else full[:end])
+        stopped += end >= 0
+    assert stopped > 0, "no sample generated the stop string: the test proves nothing"
+
+
+def test_sample_piped_into_head_exits_0_quietly(trained_run):
+    """Issue 10, bug 4: `chargen sample | head -c 10` exited 1, since click handled the broken pipe first."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent.parent)}
+    sample = subprocess.Popen([sys.executable, "-m", "chargen", "sample", str(trained_run), "--length", "300000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert len(sample.stdout.read(10)) == 10
+    sample.stdout.close()  # what head does after 10 bytes; the pipe buffer (64 KiB) fills long before 300k
+    errors = sample.stderr.read()
+    assert sample.wait(timeout=120) == 0
+    assert errors.decode() == ""
+
+
+def test_music_seconds_and_length_whichever_comes_first(runner, music_run, tmp_path):
+    """Issue 14.14: --seconds 60 --length 10 ignored --length."""
+    out = tmp_path / "short.mid"
+    result = runner.invoke(cli, ["sample", str(music_run), "--seconds", "60", "--length", "10", "--seed", "1",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(midi.encode_file(out)) <= 10 + 1  # the new events (and a piece token), not a minute of music
+
+
+def test_info_reports_progress_from_last_and_best_figures_from_best(runner, trained_run, tmp_path):
+    """Issue 10, bug 7: `chargen info RUN` reported the step stored in best.pt, not the run's progress."""
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    last, best = checkpoint.load(run / "last.pt"), checkpoint.load(run / "best.pt")
+    best["state"] = best["state"] | {"step": 5, "best_val": 4.25, "history": best["state"]["history"][:1]}
+    checkpoint.save(best, run / "best.pt")  # as if validation last improved at step 5
+    result = runner.invoke(cli, ["info", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["step"] == last["state"]["step"] == 10
+    assert facts["history"] == [list(row) for row in last["state"]["history"]]
+    assert (facts["best_val_bits"], facts["best_step"]) == (4.25, 5)
+    table = runner.invoke(cli, ["info", str(run)]).stdout
+    assert "10 steps" in table and "4.2500 bits/char at step 5" in table
+
+
+def test_info_shows_fractional_epochs(runner, trained_run):
+    """`info` said "0 epochs" for a run 0.3 of the way through its first pass."""
+    facts = json.loads(runner.invoke(cli, ["info", str(trained_run), "--json"]).stdout)
+    payload = checkpoint.load(trained_run / "last.pt")
+    columns = payload["corpus"]["train_tokens"] // facts["train"]["batch_size"]
+    windows = -(-(columns - 1) // facts["train"]["seq_len"])
+    assert 0 < facts["epoch"] < 1
+    assert facts["epoch"] == pytest.approx(payload["state"]["window"] / windows)
+    assert f"{facts['epoch']:.2f} epochs" in runner.invoke(cli, ["info", str(trained_run)]).stdout

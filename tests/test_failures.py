@@ -368,3 +368,110 @@ def test_resume_with_out_changes_nothing_elsewhere(trained_run, tmp_path):
     assert "ignoring --out" in result.stderr
     assert not (tmp_path / "elsewhere").exists()
     assert checkpoint.load(trained_run / "last.pt")["state"]["step"] == TINY_RUN_STEPS + 2
+
+
+# -- sampling: every option checked before any work, no file of a run ever overwritten -----------
+
+MIDI_DATA = Path(__file__).parent / "data" / "midi"
+
+
+@pytest.fixture
+def music_run(tmp_path) -> Path:
+    run = tmp_path / "music"
+    result = invoke("train", MIDI_DATA / "tiny_c_major_scale.mid", "--steps", "2", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def no_music_generation(monkeypatch):
+    """Make generating music fail loudly: the errors below must come before any of it."""
+    def generate_music(*args, **kwargs):
+        raise AssertionError("music was generated before the options were checked")
+
+    monkeypatch.setattr("chargen.sample.generate_music", generate_music)
+    monkeypatch.setattr("chargen.api.generate_music", generate_music, raising=False)
+
+
+def test_sample_music_out_with_a_wrong_extension_is_refused_before_generating(music_run, tmp_path, no_music_generation):
+    """Issue 10, bug 6: the extension was checked only after the whole sample was generated."""
+    assert_clean_error(invoke("sample", music_run, "--out", tmp_path / "song.txt"), "--out", ".mid", code=2)
+    assert not (tmp_path / "song.txt").exists()
+
+
+def test_sample_stop_is_refused_for_a_music_model(music_run, no_music_generation):
+    """Issue 14.14: --stop was silently ignored for music models."""
+    assert_clean_error(invoke("sample", music_run, "--stop", "x"), "--stop", "text models", code=2)
+
+
+def test_sample_music_from_a_read_only_run_without_out(music_run, monkeypatch, no_music_generation):
+    """Issue 14.4: creating RUN/samples on a read-only folder was an OSError traceback.
+    (Made to fail by hand: the tests may run as root, whom permissions do not stop.)"""
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name == "samples":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert_clean_error(invoke("sample", music_run), "samples", "Permission denied", "--out")
+
+
+def test_sample_music_out_into_a_missing_folder_writes_it(music_run, tmp_path):
+    """Issue 14.14: a music --out into a missing folder failed only after generating."""
+    out = tmp_path / "new" / "folder" / "song.mid"
+    result = invoke("sample", music_run, "--length", "20", "--seed", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and out.read_bytes().startswith(b"MThd")
+
+
+@pytest.mark.parametrize("target", ["best.pt", "last.pt", "metrics.jsonl", "copy.pt", "elsewhere"])
+def test_sample_never_writes_over_a_checkpoint_or_a_file_of_a_run(trained_run, tmp_path, target):
+    """Issue 14.11: `sample --out RUN/best.pt` overwrote the checkpoint it had just loaded."""
+    if target == "copy.pt":
+        out = tmp_path / "copy.pt"
+        out.write_bytes((trained_run / "best.pt").read_bytes())
+    elif target == "elsewhere":  # a checkpoint under another name is still a checkpoint
+        out = tmp_path / "notes.txt"
+        out.write_bytes((trained_run / "best.pt").read_bytes())
+    else:
+        out = trained_run / target
+    before = out.read_bytes()
+    error = assert_clean_error(invoke("sample", trained_run, "--length", "5", "--out", out), "--out", "never", code=2)
+    assert str(out) in error
+    assert out.read_bytes() == before
+    for name in ("sample-1.txt", "sample-2.txt"):  # new files beside a run are fine
+        assert not (trained_run / name).exists()
+    result = invoke("sample", trained_run, "--length", "5", "--num-samples", "2", "--out", trained_run / "sample.txt")
+    assert result.exit_code == 0, result.output
+    assert (trained_run / "sample-2.txt").is_file()
+
+
+def test_sample_tiny_positive_temperature_is_greedy(trained_run):
+    """Issue 14.7: --temp 1e-45 made every probability NaN and emitted the last character forever."""
+    tiny = invoke("sample", trained_run, "--temp", "1e-45", "--length", "40", "--prime", "hello")
+    greedy = invoke("sample", trained_run, "--temp", "0", "--length", "40", "--prime", "hello")
+    assert tiny.exit_code == 0 and greedy.exit_code == 0, (tiny.output, greedy.output)
+    assert tiny.stdout == greedy.stdout
+
+
+def test_sample_prime_lists_at_most_twenty_missing_characters_and_counts_the_rest(trained_run):
+    absent = "αβγδεζηθικλμνξοπρστυφχψωΑΒ"  # 26 Greek letters, none in the corpus
+    error = assert_clean_error(invoke("sample", trained_run, "--prime", absent, "--length", "5"), "--prime", code=2)
+    assert "'υ'" in error and "'φ'" not in error and error.endswith("and 6 more")
+
+
+def test_sample_prime_in_decomposed_unicode_is_normalized(tmp_path):
+    """'é' typed as e + combining acute (NFD) was refused although é is in the vocabulary."""
+    import unicodedata
+
+    run = tmp_path / "run"
+    corpus = text_file(tmp_path / "cafe.txt", "un café, deux cafés.\n" * 60)
+    assert invoke("train", corpus, "--steps", "2", "--out", run, *TINY).exit_code == 0
+    decomposed = unicodedata.normalize("NFD", "café")
+    assert len(decomposed) == 5
+    result = invoke("sample", run, "--prime", decomposed, "--length", "10", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    composed = invoke("sample", run, "--prime", "café", "--length", "10", "--seed", "1")
+    assert result.stdout[5:] == composed.stdout[4:]

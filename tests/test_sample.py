@@ -219,3 +219,32 @@ def test_same_seed_same_sample_in_bf16():
     config = SampleConfig(length=60, precision="bf16")
     runs = [torch.stack(list(generate(model, torch.tensor([0]), config, torch.Generator().manual_seed(5)))) for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
+
+
+def test_tiny_positive_temperature_draws_like_greedy():
+    """Issue 14.7: logits / 1e-45 overflowed to inf, softmax gave NaN, and every draw was the last token."""
+    torch.manual_seed(2)
+    logits = torch.randn(6, 30) * 5
+    for temperature in (1e-45, 1e-30, 1e-8):
+        drawn = choose(logits, SampleConfig(temperature=temperature), torch.Generator().manual_seed(0))
+        assert torch.equal(drawn, logits.argmax(-1)), temperature
+
+
+def test_music_seconds_count_only_the_new_music():
+    """Issue 10, bug 3: with a MIDI prime, --seconds counted the prime too, so a 3-second
+    request after a 10-second prime stopped at once. Here the model can only emit the
+    shortest time shift (1/24 beat), so the new music grows by a known amount per token."""
+    from chargen.miditokens import midi_vocab, seconds_per_step, DEFAULT_BPM
+    from chargen.sample import generate_music
+
+    vocab = midi_vocab()
+    model = tiny_model("gru", vocab_size=len(vocab))
+    with torch.no_grad():  # the head ignores the state and always prefers "shift:1"
+        model.head.weight.zero_()
+        model.head.bias.fill_(-50).index_fill_(0, torch.tensor([vocab.index["shift:1"]]), 50)
+    prime = ["<piece>"] + ["shift:96"] * 5 + ["shift:1"]  # 20 beats: 10 s at 120 BPM
+    step = seconds_per_step(DEFAULT_BPM)
+    samples = generate_music(model, vocab, prime, SampleConfig(length=100_000, temperature=0.5), seconds=3.0)
+    new = samples[0][len(prime):]
+    assert set(new) == {"shift:1"}
+    assert 3.0 <= len(new) * step < 3.0 + 32 * step  # checked every 32 tokens: at most 32 over
