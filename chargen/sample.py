@@ -408,7 +408,7 @@ def generate_music(
     samples = [list(prime) for _ in range(config.num_samples)]
     done = [False] * config.num_samples
     prime_ids = vocab.encode(prime)
-    prime_seconds = tokens_duration(prime)  # --seconds counts the new music only
+    prime_seconds = tokens_duration(prime, vocab.version)  # --seconds counts the new music only
     check_every = 32  # measuring duration walks the whole list: do it now and then
     for step, ids in enumerate(generate(model, prime_ids, config, generator), start=1):
         for i, token in enumerate(vocab.decode(ids)):
