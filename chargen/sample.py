@@ -29,6 +29,8 @@ PARALLEL_STREAMS = 16  # from this many streams up, sampling steps run the model
 # Not always: the shift changes float rounding, and seeded samples at ordinary temperatures
 # stay the same as they always were.
 SHIFT_BELOW_TEMPERATURE = 1e-3
+# Below the smallest normal float32, a temperature is 0 for every practical purpose: greedy.
+GREEDY_BELOW_TEMPERATURE = torch.finfo(torch.float32).tiny
 
 
 @dataclass
@@ -77,7 +79,7 @@ def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Opti
 
 def choose(logits: torch.Tensor, config: SampleConfig, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """One token id per row of logits (B, V), drawn as `config` says."""
-    if config.temperature == 0:
+    if config.temperature < GREEDY_BELOW_TEMPERATURE:  # 0, or too small for a float to divide by
         return logits.argmax(dim=-1)
     if config.temperature < SHIFT_BELOW_TEMPERATURE:
         # logits / 1e-45 overflows to inf, and softmax of inf is NaN. Shifted so the largest
