@@ -145,3 +145,41 @@ def inspect_table(report: dict) -> Table:
         table.add_row(Text(r["path"]), r["kind"] or "–", cell(r["tokens"]), cell(r["distinct"]),
                       cell(r["notes"]), trip, Text(r["error"] or "", style="red"))
     return table
+
+
+def compare_table(report: dict) -> Table:
+    """The `chargen compare` report: one row per feature, then the checks that have no distribution."""
+    midi = report["kind"] == "midi"
+    title = (f"{report['generated_files']} generated against {report['corpus_files']} corpus files"
+             f" (overlap: 1 = same distribution, 0 = nothing in common)")
+    table = Table(title=title, title_justify="left")
+    for name, justify in [("feature", "left"), ("corpus mean ± spread", "right"),
+                          ("generated mean ± spread", "right"), ("overlap", "right")]:
+        table.add_column(name, justify=justify)
+
+    def spread(stats: Optional[dict], unit: str = "") -> str:
+        if not stats or stats["mean"] is None:
+            return "–"
+        return f"{_number(stats['mean'])} ± {_number(stats['spread'])}{' ' + unit if unit else ''}"
+
+    for f in report["features"]:
+        overlap = "–" if f["overlap"] is None else f"{f['overlap']:.3f}"
+        table.add_row(f["name"], spread(f.get("corpus"), f.get("unit", "")),
+                      spread(f.get("generated"), f.get("unit", "")), overlap)
+    if midi:
+        long = report["long_notes"]
+        table.add_row(f"notes longer than {long['threshold_seconds']:.2f} s (corpus {long['percentile']}th pct.)",
+                      f"{100 * long['corpus_share']:.2f}%", f"{100 * long['generated_share']:.2f}%", "")
+        run = report["longest_copied_run"]
+        table.add_row("longest run copied from the corpus", "", f"{run['notes']} notes", "")
+    else:
+        share = report["words_in_corpus"]
+        table.add_row("generated words found in the corpus", "", "–" if share is None else f"{100 * share:.1f}%", "")
+        run = report["longest_copied_run"]
+        table.add_row("longest substring copied from the corpus", "", f"{run['characters']} characters", "")
+    return table
+
+
+def _number(value: float) -> str:
+    """A figure with three significant digits, never in scientific notation."""
+    return f"{value:.3g}" if abs(value) >= 1e-3 and abs(value) < 1e4 else f"{value:,.0f}" if value else "0"

@@ -22,7 +22,7 @@ def runner(tmp_path, monkeypatch):
 def test_version_and_help(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
-    for command in ["train", "sample", "eval", "info", "inspect", "show"]:
+    for command in ["train", "sample", "eval", "info", "inspect", "show", "compare"]:
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Example" in result.output
 
