@@ -104,9 +104,13 @@ def main():
 @click.option("--hidden", "hidden_size", type=click.IntRange(min=1), default=512, show_default=True, help="Hidden units per layer.")
 @click.option("--embed", "embed_dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding size.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout between layers (default: 0, or 0.3 for corpora under 500k tokens).")
+@click.option("--weight-drop", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="DropConnect on the recurrent weights (AWD-LSTM), a new mask each step.")
+@click.option("--embed-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Locked dropout on the embedding output: one mask per stream and window.")
+@click.option("--locked-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Locked dropout between layers and before the output layer: one mask per stream and window.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True, help="Tokens per TBPTT window.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Parallel streams per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True, help="AdamW learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="AdamW's decoupled weight decay.")
 @click.option("--lr-min", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Final learning rate, as a fraction of --lr (cosine decay).")
 @click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Max gradient norm.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Stop after this many passes (default 10 if no budget is given).")
@@ -125,8 +129,8 @@ def main():
 @click.option("--single-process-rate", type=click.FloatRange(min=0, min_open=True), metavar="TOKENS/S",
               help="Under torchrun: one process's tokens/s on this machine (from a one-process run's summary), to print the scaling efficiency.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
-def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, single_process_rate, out, force, format, device,
-          **options):
+def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop, embed_dropout, locked_dropout, resume,
+          single_process_rate, out, force, format, device, **options):
     """Train a model on CORPUS: text files, a folder of .txt or MIDI files, or - for stdin.
 
     Training stops at --epochs, --steps or --minutes, whichever comes first;
@@ -169,7 +173,8 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, resume, sin
         if not corpus:
             raise click.UsageError("give a CORPUS to train on, or --resume a run")
         config = build(TrainConfig, **options)
-        model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout)
+        model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout,
+                             weight_drop=weight_drop, embed_dropout=embed_dropout, locked_dropout=locked_dropout)
         build(_model_config(), vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
         run = new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in run.notes:
@@ -517,7 +522,9 @@ def info(checkpoint_path, as_json):
     m = facts["model"]
     unit = "char" if vocab.kind == "text" else "token"
     rows = [
-        ("model", f"{m['cell']} {m['num_layers']} x {m['hidden_size']}, embedding {m['embed_dim']}, dropout {m['dropout']}"),
+        ("model", f"{m['cell']} {m['num_layers']} x {m['hidden_size']}, embedding {m['embed_dim']}, dropout {m['dropout']}"
+                  + "".join(f", {name.replace('_', '-')} {m[name]}" for name in ("weight_drop", "embed_dropout", "locked_dropout")
+                            if m.get(name))),
         ("parameters", f"{facts['parameters']:,}"),
         ("vocabulary", f"{vocab.kind}, {len(vocab)} tokens"),
         ("trained", f"{facts['step']:,} steps, {facts['epoch']:.2f} epochs, {facts['tokens_seen']:,} tokens, "

@@ -43,7 +43,7 @@ class TrainConfig:
     lr_min: float = 0.1  # the cosine schedule decays to lr * lr_min over the run's budget
     warmup: int = 50  # steps of linear warm-up
     clip: float = 1.0  # max global gradient norm
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     epochs: Optional[float] = None
     steps: Optional[int] = None
     minutes: Optional[float] = None
@@ -63,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.lr_min <= 1:
             raise ValueError(f"lr_min must be in [0, 1], got {self.lr_min}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.clip > 0:
             raise ValueError(f"clip must be > 0, got {self.clip}")
         for name in ("epochs", "steps", "minutes"):

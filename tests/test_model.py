@@ -66,3 +66,77 @@ def test_map_hidden_keeps_the_layout_and_applies_to_every_tensor(cell):
     assert isinstance(mapped, tuple) == (cell == "lstm")
     for h in (mapped if isinstance(mapped, tuple) else (mapped,)):
         assert torch.equal(h, torch.ones(TINY_MODEL["num_layers"], 3, TINY_MODEL["hidden_size"]))
+
+
+# -- regularization: weight-drop and locked dropout ----------------------------------------
+
+from chargen.model import locked_dropout  # noqa: E402
+
+REGULARIZED = dict(weight_drop=0.5, embed_dropout=0.2, locked_dropout=0.3)
+
+
+def _same_weights(cell="lstm", **overrides):
+    """A plain tiny model and one with `overrides`, holding the same weights."""
+    plain, other = tiny_model(cell), tiny_model(cell, **overrides)
+    other.load_state_dict(plain.state_dict())
+    return plain, other
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_by_layer_training_pass_equals_the_fused_stack(cell):
+    """The regularized path runs one layer at a time; with nothing dropped it must compute
+    exactly what the one-call stack computes (weights, biases and hidden slices in place)."""
+    plain, other = _same_weights(cell=cell, weight_drop=1e-9, locked_dropout=1e-9)
+    plain.train(), other.train()
+    ids = torch.randint(0, 20, (3, 7))
+    hidden = map_hidden(lambda h: torch.randn_like(h), plain.init_hidden(3))
+    expected, expected_hidden = plain(ids, hidden)
+    got, got_hidden = other(ids, hidden)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_hidden, expected_hidden, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_regularization_changes_nothing_at_evaluation(cell):
+    plain, other = _same_weights(cell=cell, **REGULARIZED)
+    ids = torch.randint(0, 20, (3, 7))
+    with torch.no_grad():
+        expected, _ = plain.eval()(ids, plain.init_hidden(3))
+        got, _ = other.eval()(ids, other.init_hidden(3))
+    assert torch.equal(got, expected)
+
+
+def test_weight_drop_is_active_in_training_and_acts_on_the_recurrent_weights():
+    plain, dropped = _same_weights(weight_drop=0.5)
+    ids = torch.randint(0, 20, (3, 7))
+    torch.manual_seed(1)
+    expected, _ = plain.train()(ids, plain.init_hidden(3))
+    torch.manual_seed(1)
+    got, _ = dropped.train()(ids, dropped.init_hidden(3))
+    # From a zero state the first step never reads the recurrent weights: only later steps change.
+    torch.testing.assert_close(got[:, 0], expected[:, 0], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(got[:, 1:], expected[:, 1:])
+    got.sum().backward()
+    assert dropped.rnn.weight_hh_l0.grad.abs().sum() > 0  # gradients reach the raw weights
+    torch.manual_seed(1)
+    again, _ = dropped(ids, dropped.init_hidden(3))
+    assert torch.equal(again, got)  # the masks come from torch's generator: seeded, repeatable
+
+
+def test_locked_dropout_keeps_one_mask_per_stream_for_the_whole_window():
+    torch.manual_seed(0)
+    x = torch.ones(4, 9, 32)
+    out = locked_dropout(x, 0.5)
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert torch.equal(out, out[:, :1].expand_as(out))  # the same at every time step
+    assert not torch.equal(out[0], out[1])  # each stream its own mask
+    assert locked_dropout(x, 0.0) is x
+
+
+def test_regularization_options_are_validated():
+    for name in REGULARIZED:
+        with pytest.raises(ValueError, match=name):
+            ModelConfig(vocab_size=5, **{name: 1.0})
+        with pytest.raises(ValueError, match=name):
+            ModelConfig(vocab_size=5, **{name: -0.1})
+    assert ModelConfig.from_dict({"vocab_size": 5}).weight_drop == 0.0  # checkpoints from before the options

@@ -142,20 +142,29 @@ def test_bf16_evaluation_is_close_to_fp32():
     assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.02)
 
 
-@needs_bf16
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_resume_under_bf16_is_bitwise_exact(tmp_path, cell):
+REGULARIZED = dict(weight_drop=0.3, embed_dropout=0.1, locked_dropout=0.2)
+
+
+@pytest.mark.parametrize("cell, precision, regularization", [
+    pytest.param("lstm", "bf16", {}, marks=needs_bf16),
+    pytest.param("gru", "bf16", {}, marks=needs_bf16),
+    ("lstm", "fp32", REGULARIZED),
+    pytest.param("gru", "bf16", REGULARIZED, marks=needs_bf16),
+])
+def test_resume_is_bitwise_exact_under_bf16_and_regularization(tmp_path, cell, precision, regularization):
     """Stopped mid-epoch between checkpoints (carried hidden state, dropout on), resumed:
-    bf16 products end on the same fp32 weights and optimizer state as a run never stopped."""
+    the same fp32 weights and optimizer state as a run never stopped, with bf16 products
+    and with weight-drop and locked dropout drawing their masks."""
     from chargen import checkpoint
     from chargen import run as runs
 
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(REPETITIVE[:900] + "the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
-    model_options = dict(cell=cell, num_layers=2, hidden_size=16, embed_dim=8, dropout=0.3)
+    model_options = dict(cell=cell, num_layers=2, hidden_size=16, embed_dim=8, dropout=0.3) | regularization
 
     def config():
-        return TrainConfig(eval_every=7, seq_len=16, batch_size=4, warmup=5, steps=40, precision="bf16")
+        return TrainConfig(eval_every=7, seq_len=16, batch_size=4, warmup=5, steps=40, precision=precision,
+                           weight_decay=0.1 if regularization else 0.0)
 
     whole = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "a"), device="cpu")
     runs.execute(whole)
@@ -165,7 +174,7 @@ def test_resume_under_bf16_is_bitwise_exact(tmp_path, cell):
     runs.execute(part, should_stop=lambda: next(calls) == 17)
     torch.manual_seed(12345)  # whatever the process did meanwhile must not matter
     resumed = runs.resume_run(str(tmp_path / "b"), {}, device="cpu")
-    assert resumed.state.step == 17 and resumed.precision.name == "bf16"
+    assert resumed.state.step == 17 and resumed.precision.name == precision
     runs.execute(resumed)
 
     a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
@@ -175,3 +184,26 @@ def test_resume_under_bf16_is_bitwise_exact(tmp_path, cell):
     for sa, sb in zip(a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["state"]["history"] == b["state"]["history"]
+
+
+def test_weight_decay_is_decoupled_from_the_gradient():
+    """AdamW: a weight with zero gradient still shrinks by lr * weight_decay per step
+    (Adam's L2 penalty would go through the moment estimates instead)."""
+    model, _, _, _ = _setup()
+    cfg = TrainConfig(lr=0.1, weight_decay=0.5)
+    opt = make_optimizer(model, cfg)
+    before = model.head.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    torch.testing.assert_close(model.head.weight.detach(), before * (1 - 0.1 * 0.5))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_regularized_training_loss_falls(cell):
+    model, opt, ids, cfg = _setup(cell, steps=40)
+    model = tiny_model(cell, vocab_size=model.config.vocab_size, hidden_size=16, **REGULARIZED)
+    opt = make_optimizer(model, cfg)
+    before = evaluate(model, ids, 4, 16)
+    train(model, opt, ids, ids, cfg, TrainState())
+    assert evaluate(model, ids, 4, 16) < 0.7 * before
