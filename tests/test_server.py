@@ -287,6 +287,26 @@ def test_unknown_pages_and_methods_are_json_errors(client, method, path, status)
     assert response.status_code == status and "error" in response.json()
 
 
+def test_no_request_makes_the_server_open_a_file(client, tmp_path, monkeypatch):
+    """A prime that happens to name a file is text, never a path to look at."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "First").write_text("not for the network")  # a name made of the model's characters
+    opened, watching = [], [True]
+
+    def audit(event, args):  # audit hooks cannot be removed: this one goes quiet after the test
+        if watching[0] and event in ("open", "os.listdir", "os.scandir", "os.remove", "os.rename") and args:
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)
+    try:
+        assert client.post("/api/generate", json={"prime": "First", "length": 5}).status_code == 200
+        assert client.post("/api/generate", json={"prime": "First", "length": 5, "stream": True}).status_code == 200
+        assert client.get("/generate", params={"start_text": "First"}).status_code == 200
+    finally:
+        watching[0] = False
+    assert not [path for path in opened if path == "First" or path.startswith(str(tmp_path))], opened
+
+
 def test_limits_are_configurable(served):
     client = TestClient(server.create_app(served, Limits(max_length=10, max_samples=1)))
     assert client.post("/api/generate", json={"length": 10}).status_code == 200
