@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from chargen import server  # noqa: E402
+from chargen import server, serving  # noqa: E402
 from chargen.api import Model  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
 from chargen.primecache import PrimeCache  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     network = CharRNN(ModelConfig(vocab_size=len(set(text)), num_layers=2, hidden_size=hidden))
     model = Model(network, Vocab.from_text(text))
     limits = Limits(max_request_bytes=4 * longest)
-    served = server.Served("bench", model, None, limits)
+    served = serving.Served("bench", model, None, limits)
     client = TestClient(server.create_app([served], limits))
 
     lengths = list(range(step, longest + 1, step))

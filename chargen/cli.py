@@ -680,14 +680,14 @@ def serve(runs, host, port, max_length, max_samples, max_request_bytes):
     try:
         import uvicorn  # noqa: F401 - only checked here; chargen.server runs it
 
-        from chargen import server
+        from chargen import server, serving
         from chargen.webrequest import Limits
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] in ("starlette", "uvicorn"):
             raise ChargenError("chargen serve needs the serve extra: pip install 'chargen[serve]'") from e
         raise
     limits = Limits(max_length=max_length, max_samples=max_samples, max_request_bytes=max_request_bytes)
-    models = server.load_models(list(runs), limits)
+    models = serving.load_models(list(runs), limits)
     app = server.create_app(models, limits)
     sock = server.listen(host, port)
     if not server.is_loopback(host):

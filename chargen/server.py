@@ -12,21 +12,16 @@ The set of models is fixed when the server starts: no request names a path,
 and no request reads or writes a file. Every refusal is a 4xx JSON object
 ``{"error": "..."}`` (see chargen/webrequest.py for the checks and limits).
 
-    app = create_app(load_models(["checkpoints/shakespeare"], Limits()), Limits())
+    app = create_app(serving.load_models(["checkpoints/shakespeare"], Limits()), Limits())
+
+The models and the generation each request runs live in chargen/serving.py.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import re
 import socket
-import threading
-import time
 from importlib import resources
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Optional
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -36,72 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from chargen import serving
 from chargen.errors import ChargenError
-from chargen.primecache import PrimeCache
+from chargen.serving import Served
 from chargen.webrequest import Limits, RequestError, check_prime, parse_completion_query, parse_generate, parse_json
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
                 "style.css": "text/css"}
-COMPLETION_CHARS = 120  # /generate: characters drawn per completion before cutting at a boundary
-CHART_POINTS = 400  # loss curves are thinned to about this many points per model
-STREAM_BATCH_SECONDS = 0.02  # a stream hands pieces to the event loop at least this often
-
-
-class Served:
-    """One model as the server holds it: the model, a lock, its prime cache and its public facts.
-
-    The lock is taken around every call into the model (one prime, one whole
-    non-streamed generation, one streamed piece), never across a wait on the
-    network, so concurrent requests interleave but never run the model at once.
-    """
-
-    def __init__(self, name: str, model, directory: Optional[Path], limits: Limits):
-        from chargen.run import read_metrics
-
-        self.name, self.model = name, model
-        self.lock = threading.Lock()
-        self.cache = PrimeCache(limits.cache_size)
-        rows = read_metrics(directory) if directory is not None else []
-        info = model.info()  # reads the run's checkpoints: done here, once, never per request
-        self.facts = {
-            "name": name,
-            "kind": model.kind,
-            "vocab_size": len(model.vocab),
-            "parameters": info["parameters"],
-            "best_val_bits": info["best_val_bits"],
-            "curves": _curves(rows),
-        }
-
-    def state_after(self, prime: str) -> tuple[Any, int]:
-        """The model's state after reading `prime`, and how many of its characters came from the cache.
-
-        Only the characters after the longest cached prefix are fed to the model.
-        """
-        known, state = self.cache.longest_prefix(prime)
-        if len(known) < len(prime):
-            with self.lock:
-                state = self.model.prime_state(prime[len(known):], state=state)
-            self.cache.put(prime, state)
-        return state, len(known)
-
-
-def load_models(paths: list[str], limits: Limits) -> list[Served]:
-    """Load each run or checkpoint once; a model is named after its run directory."""
-    import chargen
-
-    served: list[Served] = []
-    for path in paths:
-        model = chargen.load(path)
-        p = Path(path)
-        directory = p if p.is_dir() else p.parent
-        name = base = directory.name if p.is_dir() or p.suffix == ".pt" else p.stem
-        n = 1
-        while any(s.name == name for s in served):
-            n += 1
-            name = f"{base}-{n}"
-        served.append(Served(name, model, directory, limits))
-    return served
 
 
 def create_app(models: list[Served], limits: Limits) -> Starlette:
@@ -131,7 +68,8 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
         return page(name)
 
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"models": [s.facts for s in models]})
+        shown = {"max_length": limits.max_length, "max_samples": limits.max_samples}
+        return JSONResponse({"models": [s.facts for s in models], "limits": shown})
 
     async def generate(request: Request) -> Response:
         body = parse_json(await _read_body(request, limits), limits)
@@ -150,9 +88,9 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
         # After answering, read that text too, so a "continue" from prime + text reuses it all.
         remember = BackgroundTask(lambda: written and served.state_after(job.prime + written[0]))
         if job.stream:
-            return StreamingResponse(_events(served, job, written), media_type="text/event-stream",
+            return StreamingResponse(serving.stream_events(served, job, written), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"}, background=remember)
-        answer = await run_in_threadpool(_generate_json, served, job)
+        answer = await run_in_threadpool(serving.generate_answer, served, job)
         if served.model.kind == "text" and job.n == 1:
             written.append(answer["samples"][0])
         return JSONResponse(answer, background=remember)
@@ -163,7 +101,7 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
         if served.model.kind != "text":
             raise RequestError(400, f"model {served.name!r} writes music; /generate completes text")
         prime = check_prime(start_text, served.model.vocab, "start_text")
-        answer = await run_in_threadpool(_completions, served, prime, n, temperature)
+        answer = await run_in_threadpool(serving.completions, served, prime, n, temperature)
         return JSONResponse({"start_text": start_text, **answer})
 
     routes = [
@@ -178,124 +116,6 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.models = models  # for whoever holds the app (tests, benchmarks); requests never change it
     return app
-
-
-# -- generation, run on the thread pool ---------------------------------------------------
-
-
-def _curves(rows: list[dict]) -> dict:
-    """Train and validation bits against steps from metrics.jsonl rows, thinned for drawing."""
-    every = max(1, len(rows) // CHART_POINTS)
-    kept = rows[::every] + ([rows[-1]] if rows and (len(rows) - 1) % every else [])
-    return {
-        "train": [[r["step"], r["train_bits"]] for r in kept if _finite(r.get("train_bits")) and "step" in r],
-        "val": [[r["step"], r["val_bits"]] for r in kept if _finite(r.get("val_bits")) and "step" in r],
-    }
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
-
-
-def _sample_options(job) -> dict:
-    return dict(temperature=job.temperature, top_k=job.top_k, top_p=job.top_p, seed=job.seed)
-
-
-def _generate_json(served: Served, job) -> dict:
-    """A whole non-streamed answer: texts, or .mid files with their duration, notes and roll."""
-    start = time.perf_counter()
-    state, reused = served.state_after(job.prime) if job.prime else (None, 0)
-    with served.lock:
-        if served.model.kind == "text":
-            out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state,
-                                        **_sample_options(job))
-        else:
-            out = served.model.generate(length=job.length, seconds=job.seconds, n=job.n, **_sample_options(job))
-    samples = out if isinstance(out, list) else [out]
-    if served.model.kind == "midi":
-        samples = [_describe_midi(song) for song in samples]
-    return {"model": served.name, "kind": served.model.kind, "samples": samples,
-            "prime_reused": reused, "time": round(time.perf_counter() - start, 4)}
-
-
-def _describe_midi(song) -> dict:
-    """A generated piece as JSON: the .mid bytes in base64, its length, notes and a roll to draw."""
-    from chargen import midi
-
-    buffer = io.BytesIO()
-    song.save(file=buffer)
-    notes = midi.piano_roll(song)
-    roll = [[round(n.start_s, 4), round(n.end_s, 4), n.pitch, n.velocity, n.program, bool(n.is_drum)] for n in notes]
-    return {"midi": base64.b64encode(buffer.getvalue()).decode("ascii"), "seconds": round(song.length, 3),
-            "notes": len(notes), "roll": roll}
-
-
-async def _events(served: Served, job, written: list[str]) -> Iterator[str]:
-    """Server-Sent Events: one "piece" event per piece of text, then "done" (or "error")."""
-    start = time.perf_counter()
-    try:
-        state, reused = await run_in_threadpool(served.state_after, job.prime) if job.prime else (None, 0)
-        pieces = served.model.stream("", length=job.length, stop=job.stop, state=state, **_sample_options(job))
-        text = []
-        while True:
-            batch = await run_in_threadpool(_take_pieces, served.lock, pieces)
-            if not batch:
-                break
-            for piece in batch:
-                text.append(piece)
-                yield _event("piece", {"text": piece})
-        written.append("".join(text))
-        yield _event("done", {"text": written[0], "prime_reused": reused,
-                              "time": round(time.perf_counter() - start, 4)})
-    except ChargenError as e:  # the status line is sent already: report in the stream
-        yield _event("error", {"error": str(e)})
-
-
-def _take_pieces(lock: threading.Lock, pieces: Iterator[str]) -> list[str]:
-    """The next pieces of a stream, at least one, drawn under the model's lock one at a time; [] at its end.
-
-    Batching saves a thread hop per character; the deadline keeps the stream smooth.
-    """
-    batch: list[str] = []
-    deadline = time.perf_counter() + STREAM_BATCH_SECONDS
-    while True:
-        with lock:
-            piece = next(pieces, None)
-        if piece is None:
-            return batch
-        batch.append(piece)
-        if time.perf_counter() >= deadline:
-            return batch
-
-
-def _event(name: str, data: dict) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-
-def _completions(served: Served, prime: str, n: int, temperature: float) -> dict:
-    """torch-rnn-server's completions and time: short continuations of `prime`, each cut at a word or sentence end."""
-    start = time.perf_counter()
-    state, _ = served.state_after(prime) if prime else (None, 0)
-    with served.lock:
-        out = served.model.generate("", length=COMPLETION_CHARS, temperature=temperature, n=n, state=state)
-    texts = out if isinstance(out, list) else [out]
-    return {"completions": [cut_at_boundary(t) for t in texts],
-            "time": round(time.perf_counter() - start, 2)}
-
-
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
-
-
-def cut_at_boundary(text: str) -> str:
-    """`text` up to its first line or sentence end, else its last word end, trailing spaces dropped."""
-    line, newline, _ = text.partition("\n")
-    end = _SENTENCE_END.search(line)
-    if end:
-        return line[: end.end()]
-    if newline:  # the line ended: a boundary already
-        return line.rstrip()
-    space = line.rstrip().rfind(" ")
-    return (line[:space] if space > 0 else line).rstrip()
 
 
 # -- errors: always JSON, never a traceback ------------------------------------------------

@@ -19,7 +19,7 @@ starlette = pytest.importorskip("starlette", reason="chargen serve needs the ser
 from starlette.testclient import TestClient  # noqa: E402
 
 import chargen  # noqa: E402
-from chargen import server  # noqa: E402
+from chargen import server, serving  # noqa: E402
 from chargen.primecache import PrimeCache  # noqa: E402
 from chargen.webrequest import Limits  # noqa: E402
 from conftest import TINY_TEXT  # noqa: E402
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def served(session_text_run, session_music_run):
     """The two tiny models as a server holds them (loaded once for this module)."""
-    return server.load_models([str(session_text_run), str(session_music_run)], Limits())
+    return serving.load_models([str(session_text_run), str(session_music_run)], Limits())
 
 
 @pytest.fixture
@@ -62,7 +62,9 @@ def events(body: str) -> list[tuple[str, dict]]:
 
 
 def test_models_lists_each_model_with_its_facts_and_curves(client, served, session_text_run):
-    models = client.get("/api/models").json()["models"]
+    answer = client.get("/api/models").json()
+    assert answer["limits"] == {"max_length": 500, "max_samples": 4}
+    models = answer["models"]
     assert [m["name"] for m in models] == [s.name for s in served]
     text, music = models
     assert text["name"] == session_text_run.name and text["kind"] == "text" and music["kind"] == "midi"
@@ -179,7 +181,7 @@ def test_torch_rnn_server_query_answers_short_completions(client):
     assert answer["start_text"] == "First Citizen:\nBefore we" and isinstance(answer["time"], float)
     assert len(answer["completions"]) == 3
     for completion in answer["completions"]:
-        assert "\n" not in completion and len(completion) <= server.COMPLETION_CHARS
+        assert "\n" not in completion and len(completion) <= serving.COMPLETION_CHARS
         assert completion == completion.rstrip()
 
 
@@ -193,7 +195,7 @@ def test_torch_rnn_server_query_answers_short_completions(client):
     ("", ""),
 ])
 def test_completions_end_at_a_sentence_or_word_boundary(text, expected):
-    assert server.cut_at_boundary(text) == expected
+    assert serving.cut_at_boundary(text) == expected
 
 
 # -- errors: a 4xx JSON object naming the problem, never a 500 -------------------------------
@@ -402,9 +404,10 @@ def test_serve_without_the_extra_names_the_pip_command(tmp_path, monkeypatch):
 
     for missing in ("uvicorn", "starlette"):
         with monkeypatch.context() as m:
-            for name in [n for n in sys.modules if n.split(".")[0] == missing or n == "chargen.server"]:
+            for name in [n for n in sys.modules if n.split(".")[0] == missing or n in ("chargen.server", "chargen.serving")]:
                 m.delitem(sys.modules, name)
-            m.delattr(chargen, "server")  # else `from chargen import server` finds the loaded module
+            for name in ("server", "serving"):  # else `from chargen import server` finds the loaded module
+                m.delattr(chargen, name)
             m.setitem(sys.modules, missing, None)  # importing it now fails as if it were not installed
             # (a run that does not exist: had the import check passed, this would be the error)
             result = CliRunner().invoke(cli, ["serve", str(tmp_path / "no-run")])

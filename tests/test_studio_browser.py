@@ -44,11 +44,11 @@ def live_server(session_text_run, session_music_run):
         pytest.skip(reason)
     import uvicorn
 
-    from chargen import server
+    from chargen import server, serving
     from chargen.webrequest import Limits
 
     limits = Limits()
-    app = server.create_app(server.load_models([str(session_text_run), str(session_music_run)], limits), limits)
+    app = server.create_app(serving.load_models([str(session_text_run), str(session_music_run)], limits), limits)
     sock = server.listen("127.0.0.1", 0)
     live = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -107,7 +107,7 @@ def _set(driver, element_id: str, value) -> None:
 
 
 def test_text_streams_in_and_continues(browser, live_server, session_text_run, monkeypatch):
-    from chargen import server
+    from chargen import server, serving
 
     model = chargen.load(session_text_run)
     _set(browser, "prime", "First")
@@ -125,7 +125,7 @@ def test_text_streams_in_and_continues(browser, live_server, session_text_run, m
             yield piece
 
     monkeypatch.setattr(text_model, "stream", held_stream)
-    monkeypatch.setattr(server, "STREAM_BATCH_SECONDS", 0)
+    monkeypatch.setattr(serving, "STREAM_BATCH_SECONDS", 0)
     try:
         browser.find_element("id", "generate").click()
         _wait(lambda: len(browser.find_element("id", "output-new").get_attribute("textContent")) == 10

@@ -24,7 +24,13 @@ async function readError(response) {
 async function loadModels() {
   const response = await fetch("/api/models");
   if (!response.ok) throw new Error(await readError(response));
-  studio.models = (await response.json()).models;
+  const answer = await response.json();
+  studio.models = answer.models;
+  // The length slider reaches exactly as far as this server allows.
+  for (const id of ["length-range", "length"]) $(id).max = answer.limits.max_length;
+  if (parseInt($("length").value, 10) > answer.limits.max_length) {
+    $("length").value = $("length-range").value = answer.limits.max_length;
+  }
   const select = $("model");
   select.replaceChildren(...studio.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));
   select.addEventListener("change", () => chooseModel(select.value));

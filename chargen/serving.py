@@ -1,0 +1,206 @@
+"""The models as `chargen serve` holds them, and the generation each request runs.
+
+A Served model is the loaded model with a lock, a cache of hidden states after
+recent primes (chargen/primecache.py) and its public facts. The functions below
+run one request's generation on the thread pool: a whole JSON answer, a stream
+of Server-Sent Events, or torch-rnn-server's short completions. Every call into
+the model goes through chargen.api; nothing here reads a file after startup.
+
+    served = load_models(["checkpoints/shakespeare"], Limits())
+    answer = generate_answer(served[0], parse_generate({"prime": "ROMEO:"}, Limits()))
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator, Optional
+
+from starlette.concurrency import run_in_threadpool
+
+from chargen.errors import ChargenError
+from chargen.primecache import PrimeCache
+from chargen.webrequest import GenerateRequest, Limits
+
+COMPLETION_CHARS = 120  # /generate: characters drawn per completion before cutting at a boundary
+CHART_POINTS = 400  # loss curves are thinned to about this many points per model
+STREAM_BATCH_SECONDS = 0.02  # a stream hands pieces to the event loop at least this often
+
+
+class Served:
+    """One model as the server holds it: the model, a lock, its prime cache and its public facts.
+
+    The lock is taken around every call into the model (one prime, one whole
+    non-streamed generation, one streamed piece), never across a wait on the
+    network, so concurrent requests interleave but never run the model at once.
+    """
+
+    def __init__(self, name: str, model, directory: Optional[Path], limits: Limits):
+        from chargen.run import read_metrics
+
+        self.name, self.model = name, model
+        self.lock = threading.Lock()
+        self.cache = PrimeCache(limits.cache_size)
+        rows = read_metrics(directory) if directory is not None else []
+        info = model.info()  # reads the run's checkpoints: done here, once, never per request
+        self.facts = {
+            "name": name,
+            "kind": model.kind,
+            "vocab_size": len(model.vocab),
+            "parameters": info["parameters"],
+            "best_val_bits": info["best_val_bits"],
+            "curves": _curves(rows),
+        }
+
+    def state_after(self, prime: str) -> tuple[Any, int]:
+        """The model's state after reading `prime`, and how many of its characters came from the cache.
+
+        Only the characters after the longest cached prefix are fed to the model.
+        """
+        known, state = self.cache.longest_prefix(prime)
+        if len(known) < len(prime):
+            with self.lock:
+                state = self.model.prime_state(prime[len(known):], state=state)
+            self.cache.put(prime, state)
+        return state, len(known)
+
+
+def load_models(paths: list[str], limits: Limits) -> list[Served]:
+    """Load each run or checkpoint once; a model is named after its run directory."""
+    import chargen
+
+    served: list[Served] = []
+    for path in paths:
+        model = chargen.load(path)
+        p = Path(path)
+        directory = p if p.is_dir() else p.parent
+        name = base = directory.name if p.is_dir() or p.suffix == ".pt" else p.stem
+        n = 1
+        while any(s.name == name for s in served):
+            n += 1
+            name = f"{base}-{n}"
+        served.append(Served(name, model, directory, limits))
+    return served
+
+
+# -- generation, run on the thread pool ---------------------------------------------------
+
+
+def _curves(rows: list[dict]) -> dict:
+    """Train and validation bits against steps from metrics.jsonl rows, thinned for drawing."""
+    every = max(1, len(rows) // CHART_POINTS)
+    kept = rows[::every] + ([rows[-1]] if rows and (len(rows) - 1) % every else [])
+    return {
+        "train": [[r["step"], r["train_bits"]] for r in kept if _finite(r.get("train_bits")) and "step" in r],
+        "val": [[r["step"], r["val_bits"]] for r in kept if _finite(r.get("val_bits")) and "step" in r],
+    }
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def _sample_options(job: GenerateRequest) -> dict:
+    return dict(temperature=job.temperature, top_k=job.top_k, top_p=job.top_p, seed=job.seed)
+
+
+def generate_answer(served: Served, job: GenerateRequest) -> dict:
+    """A whole non-streamed answer: texts, or .mid files with their duration, notes and roll."""
+    start = time.perf_counter()
+    state, reused = served.state_after(job.prime) if job.prime else (None, 0)
+    with served.lock:
+        if served.model.kind == "text":
+            out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state,
+                                        **_sample_options(job))
+        else:
+            out = served.model.generate(length=job.length, seconds=job.seconds, n=job.n, **_sample_options(job))
+    samples = out if isinstance(out, list) else [out]
+    if served.model.kind == "midi":
+        samples = [_describe_midi(song) for song in samples]
+    return {"model": served.name, "kind": served.model.kind, "samples": samples,
+            "prime_reused": reused, "time": round(time.perf_counter() - start, 4)}
+
+
+def _describe_midi(song) -> dict:
+    """A generated piece as JSON: the .mid bytes in base64, its length, notes and a roll to draw."""
+    from chargen import midi
+
+    buffer = io.BytesIO()
+    song.save(file=buffer)
+    notes = midi.piano_roll(song)
+    roll = [[round(n.start_s, 4), round(n.end_s, 4), n.pitch, n.velocity, n.program, bool(n.is_drum)] for n in notes]
+    return {"midi": base64.b64encode(buffer.getvalue()).decode("ascii"), "seconds": round(song.length, 3),
+            "notes": len(notes), "roll": roll}
+
+
+async def stream_events(served: Served, job: GenerateRequest, written: list[str]) -> AsyncIterator[str]:
+    """Server-Sent Events: one "piece" event per piece of text, then "done" (or "error")."""
+    start = time.perf_counter()
+    try:
+        state, reused = await run_in_threadpool(served.state_after, job.prime) if job.prime else (None, 0)
+        pieces = served.model.stream("", length=job.length, stop=job.stop, state=state, **_sample_options(job))
+        text = []
+        while True:
+            batch = await run_in_threadpool(_take_pieces, served.lock, pieces)
+            if not batch:
+                break
+            for piece in batch:
+                text.append(piece)
+                yield _event("piece", {"text": piece})
+        written.append("".join(text))
+        yield _event("done", {"text": written[0], "prime_reused": reused,
+                              "time": round(time.perf_counter() - start, 4)})
+    except ChargenError as e:  # the status line is sent already: report in the stream
+        yield _event("error", {"error": str(e)})
+
+
+def _take_pieces(lock: threading.Lock, pieces: Iterator[str]) -> list[str]:
+    """The next pieces of a stream, at least one, drawn under the model's lock one at a time; [] at its end.
+
+    Batching saves a thread hop per character; the deadline keeps the stream smooth.
+    """
+    batch: list[str] = []
+    deadline = time.perf_counter() + STREAM_BATCH_SECONDS
+    while True:
+        with lock:
+            piece = next(pieces, None)
+        if piece is None:
+            return batch
+        batch.append(piece)
+        if time.perf_counter() >= deadline:
+            return batch
+
+
+def _event(name: str, data: dict) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def completions(served: Served, prime: str, n: int, temperature: float) -> dict:
+    """torch-rnn-server's completions and time: short continuations of `prime`, each cut at a word or sentence end."""
+    start = time.perf_counter()
+    state, _ = served.state_after(prime) if prime else (None, 0)
+    with served.lock:
+        out = served.model.generate("", length=COMPLETION_CHARS, temperature=temperature, n=n, state=state)
+    texts = out if isinstance(out, list) else [out]
+    return {"completions": [cut_at_boundary(t) for t in texts],
+            "time": round(time.perf_counter() - start, 2)}
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def cut_at_boundary(text: str) -> str:
+    """`text` up to its first line or sentence end, else its last word end, trailing spaces dropped."""
+    line, newline, _ = text.partition("\n")
+    end = _SENTENCE_END.search(line)
+    if end:
+        return line[: end.end()]
+    if newline:  # the line ended: a boundary already
+        return line.rstrip()
+    space = line.rstrip().rfind(" ")
+    return (line[:space] if space > 0 else line).rstrip()
