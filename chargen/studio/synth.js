@@ -9,24 +9,33 @@
 //
 //   const player = ChargenSynth.play(notes, {onEnd: () => ...});  // notes: [start, end, pitch, velocity, program, isDrum]
 //   player.stop();
+//   ChargenSynth.render(notes).then((buffer) => ...);  // the whole piece, offline, as fast as it computes
 "use strict";
 
 const ChargenSynth = (() => {
   const LOOKAHEAD_S = 0.6;      // schedule notes starting this far ahead
   const TICK_MS = 150;          // how often the scheduler wakes up
   const MASTER_GAIN = 0.22;
+  const RENDER_RATE = 22050;     // sample rate of offline renders
   let context = null;
-  let noise = null;             // one second of white noise, shared by every drum hit
+  const noises = new WeakMap();  // per audio context: one second of white noise, shared by every drum hit
 
   function audio() {
     if (!context) {
       const Context = window.AudioContext || window.webkitAudioContext;
       context = new Context();
-      noise = context.createBuffer(1, context.sampleRate, context.sampleRate);
-      const data = noise.getChannelData(0);
-      for (let i = 0; i < data.length; i++) data[i] = Math.random() * 2 - 1;
     }
     return context;
+  }
+
+  function noiseOf(ctx) {
+    if (!noises.has(ctx)) {
+      const buffer = ctx.createBuffer(1, ctx.sampleRate, ctx.sampleRate);
+      const data = buffer.getChannelData(0);
+      for (let i = 0; i < data.length; i++) data[i] = Math.random() * 2 - 1;
+      noises.set(ctx, buffer);
+    }
+    return noises.get(ctx);
   }
 
   function frequency(pitch) { return 440 * Math.pow(2, (pitch - 69) / 12); }
@@ -66,7 +75,7 @@ const ChargenSynth = (() => {
 
   function noiseHit(ctx, out, when, type, cutoff, length, level) {
     const src = ctx.createBufferSource();
-    src.buffer = noise;
+    src.buffer = noiseOf(ctx);
     const filter = ctx.createBiquadFilter();
     filter.type = type;
     filter.frequency.value = cutoff;
@@ -142,5 +151,19 @@ const ChargenSynth = (() => {
     return { stop: finish, duration, startedAt, context: ctx };
   }
 
-  return { play };
+  // Render the whole piece offline (no speakers, no waiting): a Promise of a mono AudioBuffer.
+  function render(notes) {
+    const duration = notes.reduce((end, n) => Math.max(end, n[1]), 0) + 1;
+    const ctx = new OfflineAudioContext(1, Math.ceil(duration * RENDER_RATE), RENDER_RATE);
+    const master = ctx.createGain();
+    master.gain.value = MASTER_GAIN;
+    master.connect(ctx.destination);
+    for (const [start, end, pitch, velocity, program, isDrum] of notes) {
+      if (isDrum) drum(ctx, master, start, pitch, velocity);
+      else pitched(ctx, master, start, end - start, pitch, velocity, program);
+    }
+    return ctx.startRendering();
+  }
+
+  return { play, render };
 })();
