@@ -157,10 +157,10 @@ def last_validated_step(run: Path) -> int:
 def test_kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     """SIGKILL lands at seeded random points of a 300-step run, each chosen by an event the test
     sees, not by a clock: right after the step-0 checkpoint, then, for three increasing
-    validation steps, either just after last.pt is replaced (while best.pt and the metrics row
-    are written) or just after the step's metrics row appears (in the steps that follow).
-    Every time, last.pt loads and --resume goes on; the run ends bit for bit where one never
-    killed ends. The kills come at least 140 steps before the end, so each one lands."""
+    validation steps, either just after last.pt is replaced (while best.pt is written) or just
+    after the step's metrics row appears (while last.pt and best.pt are written, or in the steps
+    that follow). Every time, last.pt loads and --resume goes on; the run ends bit for bit where
+    one never killed ends, with the same metrics rows. The kills come at least 140 steps before the end, so each one lands."""
     corpus = write_corpus(tmp_path / "tiny.txt", words=400)
     every = 20
     budget = ["--steps", "300", "--eval-every", str(every), *TINY]
@@ -196,6 +196,7 @@ def test_kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run(tmp
     assert "Traceback" not in final.stderr
     assert checkpoint.load(last)["state"]["step"] == 300
     assert_same_parameters(model_state(tmp_path / "ref"), model_state(run))
+    assert [r["step"] for r in runs.read_metrics(run)] == [r["step"] for r in runs.read_metrics(tmp_path / "ref")]
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")), "stale temporary files left behind"
 
 
