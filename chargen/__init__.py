@@ -20,7 +20,14 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 __version__ = "0.1.0"
 
-from chargen.api import Model, State, load  # noqa: E402
+import importlib  # noqa: E402
+
+# chargen.train is the function below, and chargen/train.py the training loop. Python sets a
+# package attribute to a submodule when that submodule is first imported; importing the loop
+# here, first, means no later "from chargen.train import ..." can rebind chargen.train.
+importlib.import_module("chargen.train")
+
+from chargen.api import Model, State, load, train  # noqa: E402
 from chargen.errors import ArgumentError, ChargenError  # noqa: E402
 
-__all__ = ["ArgumentError", "ChargenError", "Model", "State", "__version__", "load"]
+__all__ = ["ArgumentError", "ChargenError", "Model", "State", "__version__", "load", "train"]

@@ -17,7 +17,6 @@ from typing import Optional
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chargen import __version__, display
 from chargen.errors import ArgumentError, ChargenError
@@ -181,9 +180,7 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(run)
     stop = _InterruptFlag()
-    with stop, _progress() as progress:
-        task = progress.add_task("training", total=1000, fields="")
-        reporter = _Reporter(run, progress, task)
+    with stop, display.training_progress(run, err) as reporter:
         execute(run, reporter, should_stop=stop.is_set)
     _print_summary(run, reporter, single_process_rate)
     if stop.is_set():
@@ -247,51 +244,6 @@ class _InterruptFlag:
             signal.signal(s, previous)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        TextColumn("{task.fields[fields]}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
-class _Reporter:
-    """Turns train() events into the progress line and one printed line per validation."""
-
-    def __init__(self, run, progress: Progress, task):
-        from chargen.train import progress_of
-
-        self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
-        self.last_val: Optional[float] = None
-        self.tokens_per_s = 0.0
-        self.windows = 1  # windows per epoch, known from the first event
-        self.unit = "char" if run.corpus.kind == "text" else "token"
-
-    def __call__(self, event: str, info: dict) -> None:
-        s = self.run.state
-        self.windows = info.get("windows", self.windows)
-        if event in ("step", "eval"):
-            self.tokens_per_s = info["tokens_per_s"]
-            epoch = s.epoch + s.window / info["windows"]
-            fields = (
-                f"step {s.step}  epoch {epoch:.2f}  train {info['train_bits']:.3f}  "
-                f"val {display.format_bits(self.last_val)}  {self.tokens_per_s:,.0f} tok/s"
-            )
-            done = self.progress_of(self.run.config, s, info["windows"])
-            self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
-        if event == "eval":
-            self.last_val = info["val_bits"]
-            best = " [green]best[/]" if info["is_best"] else ""
-            self.progress.console.print(
-                f"step {s.step:>6}  train {info['train_bits']:.4f}  "
-                f"val {display.format_bits(info['val_bits'])} bits/{self.unit}  "
-                f"{self.tokens_per_s:,.0f} tok/s{best}"
-            )
-
-
 def _print_run_header(run) -> None:
     m, c = run.model.config, run.config
     params = run.model.num_parameters()
@@ -310,7 +262,7 @@ def _world_note(world, batch_size: int) -> str:
     return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
 
 
-def _print_summary(run, reporter: _Reporter, single_process_rate: Optional[float] = None) -> None:
+def _print_summary(run, reporter: display.TrainingReporter, single_process_rate: Optional[float] = None) -> None:
     from chargen.distributed import scaling
 
     s = run.state
@@ -489,7 +441,7 @@ def eval_command(checkpoint_path, file, batch_size, precision):
         model = api.load(checkpoint_path, precision=precision)
         score = model.score_file(file, batch_size=batch_size)
     for path, reason in score.skipped:
-        err.print(f"[yellow]note:[/] skipped {escape(str(path))}: {escape(reason)}")
+        err.print(f"[yellow]note:[/] skipped {escape(str(path))}: {escape(reason)}", soft_wrap=True)
     unit = "character" if model.kind == "text" else "token"
     err.print(f"{score.tokens:,} tokens, precision {model.precision.name} ({escape(model.precision.reason)})")
     click.echo(f"{score.bits:.4f} bits per {unit}")

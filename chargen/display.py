@@ -1,14 +1,18 @@
-"""Terminal drawing for the CLI: loss curves and the training progress line.
+"""Terminal drawing: loss curves, piano rolls, tables and the training progress line.
 
-Only cli.py uses this module; it holds the rich renderables so cli.py stays a
-thin shell of commands.
+cli.py draws with it, and so does chargen.train() in Python (its progress line, in a
+terminal or a notebook); it holds the rich renderables so cli.py stays a thin shell of
+commands and the library modules never print.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -183,3 +187,59 @@ def compare_table(report: dict) -> Table:
 def _number(value: float) -> str:
     """A figure with three significant digits, never in scientific notation."""
     return f"{value:.3g}" if abs(value) >= 1e-3 and abs(value) < 1e4 else f"{value:,.0f}" if value else "0"
+
+
+# -- training progress -------------------------------------------------------
+
+
+@contextmanager
+def training_progress(run, console: Console) -> Iterator["TrainingReporter"]:
+    """Draw a run's training on `console` while the block trains it: a progress line, and
+    one printed line per validation. Yields the callback to hand to run.execute().
+
+    rich draws the same in a terminal and in a Jupyter notebook's cell output.
+    """
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[fields]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("training", total=1000, fields="")
+        yield TrainingReporter(run, progress, task)
+
+
+class TrainingReporter:
+    """Turns train() events into the progress line and one printed line per validation."""
+
+    def __init__(self, run, progress: Progress, task):
+        from chargen.train import progress_of
+
+        self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
+        self.last_val: Optional[float] = None
+        self.tokens_per_s = 0.0
+        self.windows = 1  # windows per epoch, known from the first event
+        self.unit = "char" if run.corpus.kind == "text" else "token"
+
+    def __call__(self, event: str, info: dict) -> None:
+        s = self.run.state
+        self.windows = info.get("windows", self.windows)
+        if event in ("step", "eval"):
+            self.tokens_per_s = info["tokens_per_s"]
+            epoch = s.epoch + s.window / info["windows"]
+            fields = (
+                f"step {s.step}  epoch {epoch:.2f}  train {info['train_bits']:.3f}  "
+                f"val {format_bits(self.last_val)}  {self.tokens_per_s:,.0f} tok/s"
+            )
+            done = self.progress_of(self.run.config, s, info["windows"])
+            self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
+        if event == "eval":
+            self.last_val = info["val_bits"]
+            best = " [green]best[/]" if info["is_best"] else ""
+            self.progress.console.print(
+                f"step {s.step:>6}  train {info['train_bits']:.4f}  "
+                f"val {format_bits(info['val_bits'])} bits/{self.unit}  "
+                f"{self.tokens_per_s:,.0f} tok/s{best}"
+            )

@@ -1,7 +1,10 @@
 """The Python API: load, generate, stream, score, and the state hook for continuing a text."""
 
 import math
+import re
+import shutil
 import unicodedata
+from pathlib import Path
 
 import mido
 import pytest
@@ -231,10 +234,8 @@ def test_sampling_on_a_gpu_draws_with_a_gpu_generator(run):
 
 @pytest.fixture(scope="module")
 def music_model(tmp_path_factory):
-    from pathlib import Path
-
     folder = tmp_path_factory.mktemp("music")
-    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
+    song = MIDI_DATA / "tiny_c_major_scale.mid"
     result = CliRunner().invoke(cli, ["train", str(song), "--steps", "2", *TINY_TRAIN_ARGS, "--out", str(folder / "run")])
     assert result.exit_code == 0, result.output
     return chargen.load(folder / "run")
@@ -259,3 +260,87 @@ def test_music_arguments_are_checked(music_model, arguments, parameter):
     assert e.value.parameter == parameter
     with pytest.raises(chargen.ArgumentError):
         music_model.prime_state("x")
+
+
+# -- chargen.train ----------------------------------------------------------------------------------
+
+TINY_TRAIN_OPTIONS = {k: v for k, v in TINY_MODEL.items() if k != "dropout"} | TINY_LAYOUT | dict(eval_every=5, device="cpu")
+
+
+def test_train_makes_the_same_run_as_the_cli(run, tmp_path, capsys):
+    """chargen.train() with the CLI's options trains the same weights, bit for bit, and draws progress."""
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    events = []
+    directory = chargen.train(corpus, out=tmp_path / "api-run", steps=10, callback=lambda e, i: events.append(e),
+                              **TINY_TRAIN_OPTIONS)
+    assert directory == tmp_path / "api-run"
+    ours, theirs = (chargen.checkpoint.load(d / "last.pt") for d in (directory, run))
+    assert ours["state"]["step"] == theirs["state"]["step"] == 10
+    assert ours["model_state"].keys() == theirs["model_state"].keys()
+    assert all(torch.equal(ours["model_state"][k], theirs["model_state"][k]) for k in ours["model_state"])
+    assert events.count("eval") == 2 and "step" in events
+    drawn = capsys.readouterr()
+    assert drawn.out == ""  # progress goes to stderr, like the CLI's
+    assert "bits/char" in drawn.err and "note: --dropout" in drawn.err
+
+
+def test_train_resumes_and_accepts_the_cli_spellings(tmp_path, capsys):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    options = TINY_TRAIN_OPTIONS | {"hidden": TINY_TRAIN_OPTIONS["hidden_size"]}
+    del options["hidden_size"]
+    directory = chargen.train([corpus], out=tmp_path / "run", steps=5, progress=False, **options)
+    assert capsys.readouterr().err == ""
+    assert chargen.train(resume=directory, steps=10, progress=False) == directory
+    assert chargen.checkpoint.load(directory / "last.pt")["state"]["step"] == 10
+    with pytest.raises(chargen.ChargenError, match="hidden_size 32"):
+        chargen.train(resume=directory, steps=15, hidden_size=32, progress=False)
+
+
+def test_train_refuses_unknown_and_out_of_range_options_before_reading(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a run directory would appear by default
+    missing = tmp_path / "not-there.txt"
+    with pytest.raises(TypeError, match="hiden"):
+        chargen.train(missing, hiden=16)
+    with pytest.raises(chargen.ArgumentError, match="lr"):
+        chargen.train(missing, lr=-1)
+    with pytest.raises(chargen.ArgumentError, match="corpus"):
+        chargen.train()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_chargen_train_stays_the_function_after_the_training_loop_is_imported():
+    import importlib
+
+    importlib.import_module("chargen.train")
+    from chargen.train import TrainConfig  # noqa: F401
+
+    assert chargen.train is chargen.api.train
+
+
+# -- docs/python-api.md: every python block, in order, as one session ---------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs"
+MIDI_DATA = Path(__file__).parent / "data" / "midi"
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
+def test_python_api_walkthrough_runs(tmp_path, monkeypatch, capsys):
+    blocks = python_blocks((DOCS / "python-api.md").read_text(encoding="utf-8"))
+    assert len(blocks) >= 10, "the walkthrough lost its examples"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT, encoding="utf-8")
+    (tmp_path / "songs").mkdir()
+    shutil.copy(MIDI_DATA / "tiny_c_major_scale.mid", tmp_path / "songs")
+    session: dict = {}
+    for number, block in enumerate(blocks, start=1):
+        try:
+            exec(compile(block, f"docs/python-api.md, block {number}", "exec"), session)
+        except Exception as e:  # name the block, so a broken example is easy to find
+            raise AssertionError(f"block {number} of docs/python-api.md failed:\n{block}") from e
+    assert (tmp_path / "runs" / "song.mid").read_bytes().startswith(b"MThd")
+    assert "bits per character" in capsys.readouterr().out

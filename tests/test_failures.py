@@ -475,3 +475,18 @@ def test_sample_prime_in_decomposed_unicode_is_normalized(tmp_path):
     assert result.exit_code == 0, result.output
     composed = invoke("sample", run, "--prime", "café", "--length", "10", "--seed", "1")
     assert result.stdout[5:] == composed.stdout[4:]
+
+
+def test_eval_on_a_midi_folder_notes_the_files_it_skips(music_run, tmp_path):
+    """Issue 14.14: eval skipped unreadable files of a MIDI folder without a word."""
+    import shutil
+
+    songs = tmp_path / "held-out"
+    songs.mkdir()
+    shutil.copy(MIDI_DATA / "tiny_c_major_scale.mid", songs / "good.mid")
+    (songs / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    result = invoke("eval", music_run, songs)
+    assert result.exit_code == 0, result.output
+    assert "bits per token" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(notes) == 1 and "broken.mid" in notes[0]
