@@ -247,8 +247,9 @@ class Model:
         Feeding only new characters onto an earlier state equals reading the whole
         text at once: ``prime_state(b, prime_state(a))`` continues like
         ``prime_state(a + b)`` (exactly in fp32; to bf16 rounding under bf16, whose
-        products round a state read in pieces a little differently). Without `state`, an empty text reads the default
-        start (a newline, when the vocabulary has one), as generate() does.
+        products round a state read in pieces a little differently). Without
+        `state`, an empty text reads the default start (a newline, when the
+        vocabulary has one), as generate() does.
         `state` is not modified.
         """
         self._require_text("prime_state")
