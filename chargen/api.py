@@ -274,7 +274,7 @@ class Model:
                  top_k: Optional[int] = None, top_p: Optional[float] = None, stop: Optional[str] = None,
                  seed: Optional[int] = None, n: int = 1, state: Optional[State] = None,
                  seconds: Optional[float] = None, prime_seconds: float = DEFAULT_PRIME_SECONDS,
-                 tempo: Optional[float] = None, program: Optional[int] = None):
+                 tempo: Optional[float] = None, program: Optional[int] = None, include_prime: bool = True):
         """Generate `n` samples; one is returned as is, several as a list.
 
         A text model returns the new text, without the prime: `length` characters
@@ -284,7 +284,8 @@ class Model:
 
         A music model returns mido.MidiFile objects. `prime` is then a MIDI file
         to continue (its first `prime_seconds`; the file returned holds the prime
-        and the new music), `seconds` ends a sample once it holds that much new
+        and the new music; with include_prime=False only the new music, from where
+        the prime ends), `seconds` ends a sample once it holds that much new
         music, `length` ends it after that many events, whichever comes first
         (without `seconds` the default length is 1000 events), and `tempo` (BPM)
         and `program` (General MIDI) rewrite the file's tempo and instruments.
@@ -296,8 +297,9 @@ class Model:
         if self.kind == "midi":
             self._refuse_text_options(stop=stop, state=state)
             return self._generate_music(prime, length, temperature, top_k, top_p, seed, n,
-                                        seconds, prime_seconds, tempo, program)
-        self._refuse_music_options(seconds=seconds, tempo=tempo, program=program)
+                                        seconds, prime_seconds, tempo, program, include_prime)
+        self._refuse_music_options(seconds=seconds, tempo=tempo, program=program,
+                                   include_prime=None if include_prime is True else include_prime)
         texts = [""] * n
         for pieces in self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state):
             texts = [t + p for t, p in zip(texts, pieces)]
@@ -461,7 +463,7 @@ class Model:
     # -- music ---------------------------------------------------------------------------
 
     def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
-                        seconds, prime_seconds, tempo, program):
+                        seconds, prime_seconds, tempo, program, include_prime=True):
         """MIDI files for n samples; every option is checked before any work."""
         from chargen import midi, miditokens
 
@@ -472,6 +474,8 @@ class Model:
             raise ArgumentError("tempo", f"must be between 1 and 1000 BPM, got {tempo!r}")
         if program is not None and not (isinstance(program, int) and 0 <= program <= 127):
             raise ArgumentError("program", f"must be a General MIDI program, 0 to 127, got {program!r}")
+        if not isinstance(include_prime, bool):
+            raise ArgumentError("include_prime", f"must be True or False, got {include_prime!r}")
         if length is None:
             length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
         config = _sample_config(temperature, top_k, top_p, length, n, self.precision)
@@ -483,8 +487,9 @@ class Model:
             raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
         generator = random_generator(self.device, seed)
         samples = generate_music(self.network, self.vocab, prime_tokens, config, generator, seconds=seconds)
-        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version)
-                 for tokens in samples]
+        skip = 0 if include_prime else len(prime_tokens)  # the prime sets the state; its notes stay out
+        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version,
+                                    prime_length=skip) for tokens in samples]
         return songs[0] if n == 1 else songs
 
 

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -305,17 +306,21 @@ def _print_summary(run, reporter: display.TrainingReporter, single_process_rate:
 @click.option("--prime-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
 @click.option("--tempo", type=click.FloatRange(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
 @click.option("--program", type=click.IntRange(0, 127), help="Music: play every pitched part with this General MIDI program.")
+@click.option("--omit-prime", is_flag=True, help="Music: write only the new music, not the --prime piece it continues.")
+@click.option("--from-manifest", type=click.Path(dir_okay=False), help="Music: generate again, exactly, the sample a manifest (FILE.mid.json) describes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it. A seed repeats its text only in the same precision.")
-def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, device,
-           precision, temperature, top_k, top_p, length, num_samples):
+def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, omit_prime,
+           from_manifest, device, precision, temperature, top_k, top_p, length, num_samples):
     """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
     directory (its best checkpoint); omitted, the latest run under ./checkpoints.
 
     A text model prints to stdout; a music model writes .mid files (--out, or
     its run directory) and draws a piano roll. With --seconds, a music sample
     ends at that much new music or, if --length is given too, at --length
-    tokens, whichever comes first.
+    tokens, whichever comes first. Beside each music file, FILE.mid.json
+    records the checkpoint, seed and options: --from-manifest FILE.mid.json
+    generates that file again, exactly.
     --stop understands \\n, \\t, \\\\ and \\xNN escapes.
 
     \b
@@ -324,20 +329,26 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
       chargen sample checkpoints/tinyshakespeare-20261121-120000 --prime "ROMEO:" --top-p 0.9
       chargen sample --num-samples 4 --stop "\\n\\n" --seed 7
       chargen sample checkpoints/bach-20261121-120000 --seconds 30 --out song.mid
+      chargen sample --from-manifest checkpoints/bach-20261121-120000/samples/sample-20261121-130000.mid.json
     """
     from chargen import api
 
     given = _given_on_command_line(click.get_current_context())
+    if from_manifest:
+        _sample_again(checkpoint_path, from_manifest, out, given)
+        return
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=num_samples)
     with _named_options(SAMPLE_OPTIONS):
         model = api.load(checkpoint_path, device=device, precision=precision)
         if model.kind == "midi":
             if stop is not None:
                 raise ArgumentError("stop", "is for text models; this is a music model")
-            _sample_music(model, options, prime, prime_seconds, seconds, tempo, program, out,
-                          length=length if "length" in given else None)
+            music = dict(prime=prime, prime_seconds=prime_seconds, seconds=seconds, tempo=tempo, program=program,
+                         length=length if "length" in given else None, include_prime=not omit_prime)
+            _sample_music(model, options | music, out)
         else:
-            for name, value in (("seconds", seconds), ("tempo", tempo), ("program", program)):
+            for name, value in (("seconds", seconds), ("tempo", tempo), ("program", program),
+                                ("omit_prime", omit_prime or None)):
                 if value is not None:
                     raise ArgumentError(name, "is for music models; this is a text model")
             _sample_text(model, options, prime, length, _unescape(stop), out)
@@ -348,7 +359,7 @@ SAMPLE_OPTIONS = {"prime": "--prime", "temperature": "--temp", "top_k": "--top-k
                   "length": "--length", "n": "--num-samples", "seed": "--seed", "stop": "--stop", "out": "--out",
                   "seconds": "--seconds", "prime_seconds": "--prime-seconds", "tempo": "--tempo",
                   "program": "--program", "device": "--device", "batch_size": "--batch-size",
-                  "precision": "--precision"}
+                  "precision": "--precision", "include_prime": "--omit-prime", "omit_prime": "--omit-prime"}
 
 
 @contextmanager
@@ -406,18 +417,49 @@ def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: 
             err.print(f"wrote {escape(str(path))}")
 
 
-def _sample_music(model, options: dict, prime, prime_seconds, seconds, tempo, program, out, length) -> None:
-    from chargen import midi, output
+def _sample_music(model, options: dict, out, index: Optional[int] = None) -> None:
+    """Generate music with Model.generate(**options) and write each file with its manifest.
 
-    paths = output.sample_paths(out, options["n"], "midi", model.file)  # checked before any work
-    songs = model.generate(prime, length=length, seconds=seconds, prime_seconds=prime_seconds, tempo=tempo,
-                           program=program, **options)
-    for i, (path, song) in enumerate(zip(paths, songs if options["n"] > 1 else [songs])):
+    `index` (1-based) writes only that sample of the batch (a regeneration).
+    """
+    from chargen import manifest, midi, output
+
+    paths = output.sample_paths(out, 1 if index else options["n"], "midi", model.file)  # checked before any work
+    if options["seed"] is None:  # a fresh seed, drawn here so that the manifest can record it
+        options["seed"] = int.from_bytes(os.urandom(6), "little")
+    songs = model.generate(**options)
+    songs = songs if options["n"] > 1 else [songs]
+    numbers = [index] if index else range(1, options["n"] + 1)
+    digest = manifest.checkpoint_digest(model.file) if model.file is not None else None
+    for path, number in zip(paths, numbers):
+        song = songs[number - 1]
         midi.write_midi(song, path)
+        if digest is not None:
+            manifest.write(path, manifest.build(model.file, digest, options, number,
+                                                model.device.type, model.precision.name))
         notes = midi.piano_roll(song)
         err.print(f"wrote {escape(str(path))}: {len(notes)} notes, {song.length:.1f} s")
-        if i == 0:
+        if path == paths[0]:
             err.print(display.piano_roll(notes, width=_roll_width(err)))
+
+
+def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
+    """`sample --from-manifest`: the sample a manifest describes, generated again from its own settings."""
+    from chargen import api, manifest
+
+    others = sorted(SAMPLE_OPTIONS.get(name, name) for name in given - {"from_manifest", "out", "checkpoint_path"})
+    if others:
+        raise click.UsageError(f"--from-manifest takes its settings from the manifest; drop {', '.join(others)}")
+    record = manifest.read(manifest_file)
+    model = api.load(checkpoint_path or record["checkpoint"], device=record["device"], precision=record["precision"])
+    if model.kind != "midi":
+        raise ChargenError(f"{manifest_file}: the manifest is for a music model; {model.file} is a text model")
+    manifest.check_sources(record, model.file, manifest_file)
+    if out is None:
+        name = Path(manifest_file).name.removesuffix(manifest.SUFFIX)
+        out = Path(manifest_file).with_name(f"{Path(name).stem}-again{Path(name).suffix or '.mid'}")
+    with _named_options(SAMPLE_OPTIONS):
+        _sample_music(model, dict(record["options"]), out, index=record["sample"])
 
 
 # -- eval -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from chargen.miditokens import (
     plan_notes,
     seconds_per_step,
     tokens_to_notes,
+    tokens_to_notes_after,
 )
 
 DRUM_CHANNEL = 9  # General MIDI channel 10, 0-based
@@ -262,19 +263,25 @@ def _repair_overlaps(pairs: list[tuple[int, TimedNote]]) -> list[tuple[int, Time
     return out
 
 
-def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None,
-                  program: int | None = None, version: int = MIDI_VOCAB_VERSION) -> mido.MidiFile:
+def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None, program: int | None = None,
+                  version: int = MIDI_VOCAB_VERSION, prime_length: int = 0) -> mido.MidiFile:
     """A type-1 MIDI file playing the first piece in `tokens`; never fails on bad tokens.
 
     tempo_bpm replaces every tempo token with one fixed tempo; program plays
     every pitched note on that General MIDI program (drums stay drums). Every
     note_on gets a matching note_off on its channel; unknown tokens are skipped.
+    With prime_length, the first prime_length tokens (a sample's prime) set the
+    state (tempo, program, velocity, duration) but their notes are left out,
+    and the file starts where the prime ends.
     """
     if tempo_bpm is not None and not 1 <= tempo_bpm <= 1000:
         raise ValueError("tempo_bpm must be between 1 and 1000")
     if program is not None and not 0 <= program <= 127:
         raise ValueError("program must be between 0 and 127")
-    notes, tempos, _ = tokens_to_notes(tokens, version)
+    if prime_length:
+        notes, tempos, _ = tokens_to_notes_after(tokens, prime_length, version)
+    else:
+        notes, tempos, _ = tokens_to_notes(tokens, version)
     if program is not None:
         notes = [n if n.is_drum else n._replace(program=program) for n in notes]
     if tempo_bpm is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from collections import Counter
 from typing import Iterable, NamedTuple, Sequence
 
 from chargen.errors import MidiError
@@ -371,6 +372,32 @@ def tokens_to_notes(tokens: Iterable[str], version: int = MIDI_VOCAB_VERSION
             notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
         previous = kind
     return [n for n in notes if n.end > n.start], tempos, now
+
+
+def tokens_to_notes_after(tokens: Sequence[str], prime_length: int, version: int = MIDI_VOCAB_VERSION
+                          ) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
+    """Like tokens_to_notes, but only the notes struck after the first `prime_length` tokens
+    (a sample without its prime), with time counted from the end of the prime.
+
+    The tempo in force where the prime ends becomes the starting tempo. Notes of
+    the prime that sound on past its end are left out with it.
+    """
+    notes, tempos, end = tokens_to_notes(tokens, version)
+    prime_notes, _, cut = tokens_to_notes(tokens[:prime_length], version)
+    # Notes struck at the prime's last step belong to the prime; new notes may start on that step too.
+    in_prime = Counter((n.pitch, n.program, n.is_drum) for n in prime_notes if n.start == cut)
+    kept = []
+    for n in notes:
+        if n.start < cut:
+            continue
+        key = (n.pitch, n.program, n.is_drum)
+        if n.start == cut and in_prime[key]:
+            in_prime[key] -= 1
+            continue
+        kept.append(n._replace(start=n.start - cut, end=n.end - cut))
+    start_bpm = [bpm for step, bpm in tempos if step <= cut][-1]
+    later = [(step - cut, bpm) for step, bpm in tempos if step > cut]
+    return kept, [(0, start_bpm)] + later, end - cut
 
 
 def tokens_duration(tokens: Sequence[str], version: int = MIDI_VOCAB_VERSION) -> float:
