@@ -368,7 +368,9 @@ class Model:
         folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
         from chargen.corpus import load_corpus
 
-        corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0, vocab=self.vocab)
+        # The file is read as the model's corpus was: a model from before --line-endings kept them.
+        corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0, vocab=self.vocab,
+                             line_endings=self.train_config.get("line_endings", "keep"))
         if corpus.vocab != self.vocab:  # ids of another vocabulary would score silently wrong
             raise ArgumentError("file", f"{path} was read with a vocabulary other than the model's")
         if len(corpus.train) < 2:

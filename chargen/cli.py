@@ -25,6 +25,10 @@ from chargen.errors import ArgumentError, ChargenError
 err = Console(stderr=True, highlight=False)
 
 
+# Raised by click 8.2 and later for a bare `chargen`; older versions print the help themselves.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class ChargenGroup(click.Group):
     """A click group whose failures are always one line on stderr, never a traceback."""
 
@@ -33,6 +37,9 @@ class ChargenGroup(click.Group):
             return super().main(args=args, prog_name=prog_name or "chargen", standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+        except _NO_ARGS_IS_HELP as e:  # bare `chargen`: its help, as --help prints it
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as e:
             where = f"{e.ctx.command_path}: " if e.ctx else ""
             click.echo(f"Error: {where}{e.format_message()}", err=True)
@@ -120,6 +127,7 @@ def main():
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, help="Steps between validations and checkpoints.")
 @click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
+@click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default="normalize", show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")

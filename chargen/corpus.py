@@ -1,8 +1,9 @@
 """Corpus loading: text or MIDI files -> one id tensor -> train/validation split.
 
-Text is decoded as UTF-8 in chunks and mapped to ids with a vectorized table
-lookup, so a large corpus never exists as a Python list and its ids take one
-byte per character when the vocabulary has at most 256 characters.
+Text is read once (files, stdin, pipes and FIFOs alike), decoded as UTF-8 in
+chunks and mapped to ids with a vectorized table lookup (chargen.textstream), so
+a large corpus never exists as a Python list and its ids take one byte per
+character when the vocabulary has at most 256 characters.
 
     corpus = load_corpus(["data/tinyshakespeare.txt"], val_frac=0.1)
     corpus.train, corpus.val                            # 1-D id tensors
@@ -12,10 +13,10 @@ Cutting the ids into streams and windows for training is chargen.batching's job.
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import hashlib
-import io
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,19 @@ from typing import BinaryIO, Iterator, Optional, Sequence
 import torch
 
 from chargen import cache
-from chargen.errors import ChargenError, CorpusError, MidiError
+from chargen.errors import CorpusError, MidiError
 from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text run never imports it
-from chargen.vocab import Vocab, codepoints, storage_dtype
+from chargen.textstream import LINE_ENDINGS, GrowingVocab, encode_stream, renumber
+from chargen.vocab import Vocab, storage_dtype
 
-CHUNK_BYTES = 16 * 2**20  # text is decoded 16 MiB at a time: bounded memory, C-speed work
 TEXT_EXTENSIONS = (".txt",)
 STDIN = "-"
+
+
+def text_tokenizer(line_endings: str = "normalize") -> str:
+    """The cache tag of text ids: v2 reads NFC text with `line_endings`; entries of other
+    versions (v1 kept \r and decomposed characters) are never used."""
+    return f"text-v2-{line_endings}"
 
 
 @dataclass
@@ -42,7 +49,7 @@ class Corpus:
     val: torch.Tensor
     files: list[str]  # the files read, in order ("-" for stdin)
     fingerprint: str  # sha256 of the raw bytes of every file, in order
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or folder, reason) left out
 
     @property
     def kind(self) -> str:
@@ -52,16 +59,29 @@ class Corpus:
 # -- finding files ----------------------------------------------------------
 
 
-def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list[str], str]:
-    """Expand files and folders into a sorted file list, and decide text or MIDI.
+@dataclass
+class FoundFiles:
+    """The files a corpus argument names, their kind, and what was left out and why."""
 
-    A folder is searched recursively: for MIDI files if it holds any (or if
-    format is "midi"), otherwise for .txt files. A file is MIDI if its
-    extension or its first bytes say so. `format` forces the decision.
+    files: list[str]
+    format: str  # "text" or "midi"
+    skipped: list[tuple[str, str]]  # (path, reason without the path)
+
+
+def find_files(paths: Sequence[str], format: Optional[str] = None) -> FoundFiles:
+    """Expand files and folders into a file list, and decide text or MIDI.
+
+    A folder is searched recursively, in sorted order: for MIDI files if it
+    holds any (or if format is "midi"), otherwise for .txt files. An unreadable
+    subfolder is skipped and reported; a file named twice (or also found in a
+    folder) is read once. A file is MIDI if its extension or, for a regular
+    file, its first bytes say so: a pipe is never sniffed, since that would
+    consume what it holds. `format` forces the decision.
     """
     if not paths:
         raise CorpusError("no corpus given")
     files: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for p in paths:
         if p == STDIN:
             files.append(STDIN)
@@ -70,9 +90,7 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
         if not path.exists():
             raise CorpusError(f"{p}: no such file or directory")
         if path.is_dir():
-            # Hidden files and folders (.git, chargen's own .chargen-cache) are never corpus.
-            found = sorted(f for f in path.rglob("*")
-                           if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            found = _walk(path, skipped)
             want_midi = format == "midi" or (
                 format is None and any(f.suffix.lower() in MIDI_EXTENSIONS for f in found)
             )
@@ -84,16 +102,60 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> tuple[list
             files.extend(chosen)
         else:
             files.append(str(path))
+    files = _once_each(files, skipped)
     if format is None:
         kinds = {STDIN == f or not _looks_like_midi(f) for f in files}
         if len(kinds) > 1:
             raise CorpusError("the corpus mixes text and MIDI files; pass --format to choose")
         format = "text" if kinds.pop() else "midi"
-    return files, format
+    return FoundFiles(files, format, skipped)
+
+
+def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+    """Every file under `folder`, sorted; unreadable subfolders go to `skipped`.
+
+    Hidden files and folders (.git, chargen's own .chargen-cache) are never corpus.
+    """
+    def unreadable(error: OSError) -> None:
+        if Path(error.filename) == folder:
+            raise CorpusError(f"{folder}: cannot read this folder: {error.strerror or error}") from error
+        skipped.append((error.filename, f"cannot read this folder: {error.strerror or error}"))
+
+    found = []
+    for parent, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(parent) / n for n in names if not n.startswith("."))
+    return sorted(f for f in found if f.is_file())
+
+
+def _once_each(files: list[str], skipped: list[tuple[str, str]]) -> list[str]:
+    """The files with repeats dropped (the same file under any name), each noted: read
+    twice, a file would count twice and its validation part would leak into training."""
+    seen, unique = set(), []
+    for f in files:
+        try:
+            key = STDIN if f == STDIN else (lambda st: (st.st_dev, st.st_ino))(os.stat(f))
+        except OSError:
+            key = f  # reading it will say what is wrong
+        if key in seen:
+            skipped.append((f, "given more than once; read once"))
+            continue
+        seen.add(key)
+        unique.append(f)
+    return unique
 
 
 def _looks_like_midi(path: str) -> bool:
-    return Path(path).suffix.lower() in MIDI_EXTENSIONS or is_midi_file(path)
+    if Path(path).suffix.lower() in MIDI_EXTENSIONS:
+        return True
+    return _is_regular_file(path) and is_midi_file(path)
+
+
+def _is_regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 # -- loading ----------------------------------------------------------------
@@ -105,59 +167,72 @@ def load_corpus(
     val_frac: float = 0.1,
     vocab: Optional[Vocab] = None,
     encoding_errors: str = "strict",
+    line_endings: str = "normalize",
 ) -> Corpus:
-    """Read, tokenize and split a corpus.
+    """Read, tokenize and split a corpus, reading each file once.
 
     The last `val_frac` of each file is held out for validation. Pass `vocab`
     to encode with an existing vocabulary (resuming, evaluating); otherwise a
     text vocabulary is built from the corpus itself. `encoding_errors` is
     "strict" (invalid UTF-8 is an error naming its byte offset) or "replace"
-    (each invalid byte becomes U+FFFD).
+    (each invalid byte becomes U+FFFD). `line_endings` is "normalize" (\r\n and
+    \r become \n) or "keep". Text is always put in Unicode NFC form.
     """
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
-    files, format = find_files(paths, format)
-    if format == "midi":
-        return _load_midi(files, val_frac, vocab if vocab is not None and vocab.kind == "midi" else None)
-    return _load_text(files, val_frac, vocab, encoding_errors)
+    if line_endings not in LINE_ENDINGS:
+        raise ValueError(f"line_endings must be 'normalize' or 'keep', got {line_endings!r}")
+    found = find_files(paths, format)
+    if found.format == "midi":
+        corpus = _load_midi(found.files, val_frac, vocab if vocab is not None and vocab.kind == "midi" else None)
+    else:
+        corpus = _load_text(found.files, val_frac, vocab, encoding_errors, line_endings)
+    corpus.skipped = found.skipped + corpus.skipped
+    return corpus
 
 
-def _load_text(files: list[str], val_frac: float, vocab: Optional[Vocab], encoding_errors: str = "strict") -> Corpus:
-    if STDIN in files:
-        # stdin can be read only once: hold its bytes so both passes can see them.
-        stdin_bytes = sys.stdin.buffer.read()
-    opener = lambda f: io.BytesIO(stdin_bytes) if f == STDIN else open(f, "rb")  # noqa: E731
-
-    # Only strict decoding is cached: ids decoded with replacements must never be
-    # served to a later strict run, which has to report the invalid bytes.
-    cacheable = len(files) == 1 and files[0] != STDIN and encoding_errors == "strict"
+def _load_text(
+    files: list[str], val_frac: float, vocab: Optional[Vocab], encoding_errors: str, line_endings: str
+) -> Corpus:
+    # Only strict decoding of a regular file is cached: ids decoded with replacements must
+    # never be served to a later strict run, which has to report the invalid bytes.
+    tokenizer = text_tokenizer(line_endings)
+    cacheable = len(files) == 1 and _is_regular_file(files[0]) and encoding_errors == "strict"
     if cacheable:  # a second run on the same file maps the ids from disk (see chargen/cache.py)
-        hit = cache.load(files[0])
+        hit = cache.load(files[0], tokenizer)
         if hit is not None and (vocab is None or vocab == hit[0]):
             return _split(files, [hit[1]], val_frac, hit[0], hit[2])
-    built_vocab = vocab is None
     digest = hashlib.sha256()
-    if vocab is None:
-        chars: set[str] = set()
-        for f in files:
-            with opener(f) as stream:
-                for text in _decode_chunks(stream, f, digest, encoding_errors):
-                    chars.update(text)
-        if not chars:
-            raise CorpusError(f"{_names(files)}: the corpus is empty")
-        vocab = Vocab(sorted(chars), kind="text")
-        fingerprint = digest.hexdigest()
-        digest = None  # already computed
+    encoder = vocab if vocab is not None else GrowingVocab()
     per_file = []
     for f in files:
-        with opener(f) as stream:
-            per_file.append(_encode_stream(stream, f, vocab, digest, encoding_errors))
-    if digest is not None:
-        fingerprint = digest.hexdigest()
+        with _open(f) as stream:
+            per_file.append(encode_stream(stream, f, encoder, digest, encoding_errors, line_endings))
+    if isinstance(encoder, GrowingVocab):
+        if not len(encoder):
+            raise CorpusError(f"{_names(files)}: the corpus is empty")
+        vocab, table = encoder.finish()
+        dtype = storage_dtype(len(vocab))
+        per_file = [ids.to(dtype) if table is None else renumber(ids, table, dtype) for ids in per_file]
+    fingerprint = digest.hexdigest()
     corpus = _split(files, per_file, val_frac, vocab, fingerprint)
-    if cacheable and built_vocab:
-        cache.store(files[0], vocab, per_file[0], fingerprint)
+    if cacheable and isinstance(encoder, GrowingVocab):
+        cache.store(files[0], vocab, per_file[0], fingerprint, tokenizer)
     return corpus
+
+
+@contextlib.contextmanager
+def _open(name: str) -> Iterator[BinaryIO]:
+    """A corpus file opened for one pass of reading; stdin is read, never closed."""
+    if name == STDIN:
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = open(name, "rb")
+    except OSError as e:  # a permission error, a file gone since it was listed
+        raise CorpusError(f"{name}: cannot read it: {e.strerror or e}") from e
+    with stream:
+        yield stream
 
 
 def _split(files: list[str], per_file: list[torch.Tensor], val_frac: float, vocab: Vocab, fingerprint: str) -> Corpus:
@@ -172,78 +247,6 @@ def _split(files: list[str], per_file: list[torch.Tensor], val_frac: float, voca
     if not train_parts:
         raise CorpusError(f"{_names(files)}: the corpus is empty")
     return Corpus(vocab, _cat(train_parts), _cat(val_parts), files, fingerprint)
-
-
-def _decode_chunks(stream: BinaryIO, name: str, digest=None, errors: str = "strict") -> Iterator[str]:
-    """Yield the UTF-8 text of a byte stream, chunk by chunk, with a BOM stripped.
-
-    Raises CorpusError with the byte offset of invalid UTF-8, and for binary
-    files (NUL bytes never occur in text).
-    """
-    if errors not in ("strict", "replace"):
-        raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {errors!r}")
-    decoder = codecs.getincrementaldecoder("utf-8")(errors)
-    offset = 0
-    first = True
-    while True:
-        raw = stream.read(CHUNK_BYTES)
-        final = not raw
-        if digest is not None and raw:
-            digest.update(raw)
-        if b"\x00" in raw:
-            where = offset + raw.index(b"\x00")
-            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {where}), not text")
-        try:
-            text = decoder.decode(raw, final=final)
-        except UnicodeDecodeError as e:
-            raise CorpusError(
-                f"{name}: invalid UTF-8 at byte offset {_utf8_error_offset(offset, raw, e)}"
-                " (chargen reads text as UTF-8; convert the file, e.g. with iconv,"
-                " or pass --encoding-errors replace)"
-            ) from e
-        if first:
-            text = text.removeprefix("\ufeff")
-            first = False
-        if text:
-            yield text
-        if final:
-            return
-        offset += len(raw)
-
-
-def _utf8_error_offset(offset: int, raw: bytes, error: UnicodeDecodeError) -> int:
-    """The absolute byte offset of a decode error inside the current chunk.
-
-    The incremental decoder may prepend up to 3 bytes held back from the last
-    chunk; error.object is exactly what it decoded, so measure from its end.
-    """
-    return offset + len(raw) - (len(error.object) - error.start)
-
-
-def _encode_stream(stream: BinaryIO, name: str, vocab: Vocab, digest=None, errors: str = "strict") -> torch.Tensor:
-    """The ids of a whole text stream, in vocab's storage dtype, without per-character Python."""
-    # Ids are written into one buffer sized by the byte count (a character is at least one
-    # byte), not gathered in chunks and concatenated: peak memory is one copy of the ids, not
-    # two. Pages past the last character are never touched, so they cost no RAM.
-    ids = torch.empty(_stream_size(stream), dtype=storage_dtype(len(vocab)))
-    n = 0
-    for text in _decode_chunks(stream, name, digest, errors):
-        try:
-            chunk = vocab.encode_codepoints(codepoints(text))
-        except ChargenError as e:  # a character the vocabulary lacks
-            raise CorpusError(f"{name}: {e}") from e
-        if n + len(chunk) > len(ids):  # a pipe or a growing file: its size was unknown
-            ids = torch.cat([ids[:n], torch.empty(n + 2 * len(chunk), dtype=ids.dtype)])
-        ids[n : n + len(chunk)] = chunk
-        n += len(chunk)
-    return ids[:n]
-
-
-def _stream_size(stream: BinaryIO) -> int:
-    """Bytes left in a file or BytesIO stream."""
-    if isinstance(stream, io.BytesIO):
-        return len(stream.getbuffer()) - stream.tell()
-    return os.fstat(stream.fileno()).st_size - stream.tell()
 
 
 def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None) -> Corpus:
@@ -268,7 +271,7 @@ def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None)
             try:
                 tokens = midi.encode_file(f, version)
             except MidiError as e:
-                skipped.append((f, str(e)))
+                skipped.append((f, str(e)))  # the message names the file; the note strips it below
                 continue
             ids = vocab.encode(tokens).to(storage_dtype(len(vocab)))
             fingerprint = hashlib.sha256(Path(f).read_bytes()).hexdigest()
@@ -282,7 +285,7 @@ def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None)
         raise CorpusError(f"none of the {len(files)} MIDI files could be read (first: {skipped[0][1]})")
     fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()  # over the files, in order
     corpus = _split(used, per_file, val_frac, vocab, fingerprint)
-    corpus.skipped = skipped
+    corpus.skipped = [(f, reason.removeprefix(f"{f}: ")) for f, reason in skipped]  # name the path once
     return corpus
 
 

@@ -226,6 +226,8 @@ class TrainingReporter:
     def __call__(self, event: str, info: dict) -> None:
         s = self.run.state
         self.windows = info.get("windows", self.windows)
+        if event == "eval":  # before the line is drawn, so it never shows the previous figure
+            self.last_val = info["val_bits"]
         if event in ("step", "eval"):
             self.tokens_per_s = info["tokens_per_s"]
             epoch = s.epoch + s.window / info["windows"]
@@ -236,7 +238,6 @@ class TrainingReporter:
             done = self.progress_of(self.run.config, s, info["windows"])
             self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
         if event == "eval":
-            self.last_val = info["val_bits"]
             best = " [green]best[/]" if info["is_best"] else ""
             self.progress.console.print(
                 f"step {s.step:>6}  train {info['train_bits']:.4f}  "

@@ -28,7 +28,8 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     reports, chars = [], set()
     for p in paths:
         try:
-            files, kind = find_files([p], format)
+            found = find_files([p], format)
+            files, kind = found.files, found.format
         except CorpusError as e:
             reports.append(_report(p, None, error=str(e)))
             continue

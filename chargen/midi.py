@@ -39,6 +39,8 @@ from chargen.miditokens import (
     tokens_to_notes_after,
 )
 
+MAX_MIDI_BYTES = 64 * 2**20  # real MIDI files are kilobytes to a few MB; more is not a MIDI file
+
 DRUM_CHANNEL = 9  # General MIDI channel 10, 0-based
 PEDAL_CONTROL = 64  # sustain pedal; down while its value is >= 64
 DECODE_TICKS_PER_BEAT = 480  # 20 ticks per step in files we write
@@ -74,11 +76,23 @@ def _unwrap_rmid(data: bytes) -> bytes:
 
 
 def read_midi(path) -> mido.MidiFile:
-    """Parse a MIDI file; MidiError naming the file if it is unreadable or not MIDI."""
+    """Parse a MIDI file; MidiError naming the file if it is unreadable or not MIDI.
+
+    The header is checked before anything else is read, and at most
+    MAX_MIDI_BYTES are read: /dev/zero or an endless pipe is refused, not
+    read until memory runs out.
+    """
     try:
-        data = _unwrap_rmid(Path(path).read_bytes())
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head and not (head.startswith(b"MThd") or head.startswith(b"RIFF")):
+                raise MidiError(f"{path}: not a midi file (no MThd header)")
+            data = head + f.read(MAX_MIDI_BYTES + 1 - len(head))
     except OSError as e:
         raise MidiError(f"{path}: cannot read file: {e.strerror or e}") from e
+    if len(data) > MAX_MIDI_BYTES:
+        raise MidiError(f"{path}: larger than {MAX_MIDI_BYTES // 2**20} MiB, too large for a midi file")
+    data = _unwrap_rmid(data)
     if not data:
         raise MidiError(f"{path}: empty file")
     if not data.startswith(b"MThd"):

@@ -82,7 +82,13 @@ def new_run(
     """Load the corpus, build a seeded model and create the run directory (last, so a bad
     corpus or option never touches the disk). With several ranks, rank 0 creates the
     directory and tells the others its name."""
-    corpus = load_corpus(corpus_paths, format=format, val_frac=config.val_frac, encoding_errors=config.encoding_errors)
+    corpus = load_corpus(
+        corpus_paths,
+        format=format,
+        val_frac=config.val_frac,
+        encoding_errors=config.encoding_errors,
+        line_endings=config.line_endings,
+    )
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
     batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
     if (batch_size, seq_len) != (config.batch_size, config.seq_len):
@@ -163,7 +169,8 @@ def resume_run(
     """
     file, payload, model, vocab = checkpoint.load_model(path, which=checkpoint.LAST)
     _refuse_rewind(file, payload)
-    config = TrainConfig.from_dict(payload.get("train_config", {}))
+    # Checkpoints from before --line-endings read their corpus with line endings as they were.
+    config = TrainConfig.from_dict({"line_endings": "keep"} | payload.get("train_config", {}))
     _refuse_changed_settings(file, settings or {}, model.config.to_dict() | config.to_dict())
     if any(overrides.get(key) is not None for key in BUDGETS):
         # "--steps 5000" on a run started with "--minutes 10" means 5000 steps, not
@@ -184,6 +191,7 @@ def resume_run(
             val_frac=config.val_frac,
             vocab=vocab,  # a music run keeps the vocabulary version it was trained with
             encoding_errors=config.encoding_errors,
+            line_endings=config.line_endings,
         )
     except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
         raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e

@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 1111
     precision: str = "auto"  # auto | fp32 | bf16: bf16 products (mixed precision) where the hardware has them
     encoding_errors: str = "strict"  # invalid UTF-8 in a text corpus: "strict" (an error) or "replace" (U+FFFD)
+    line_endings: str = "normalize"  # "normalize": \r\n and \r read as \n, as in Python's text mode; "keep": as they are
 
     def __post_init__(self):
         positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
@@ -77,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.encoding_errors not in ("strict", "replace"):
             raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {self.encoding_errors!r}")
+        if self.line_endings not in ("normalize", "keep"):
+            raise ValueError(f"line_endings must be 'normalize' or 'keep', got {self.line_endings!r}")
         if self.epochs is None and self.steps is None and self.minutes is None:
             self.epochs = 10
 

@@ -122,3 +122,31 @@ def session_music_run(tmp_path_factory):
     midi_dir = Path(__file__).parent / "data" / "midi"
     files = [str(midi_dir / n) for n in ("folk_english1.mid", "tiny_c_major_scale.mid", "drums_beat.mid")]
     return _train_once(tmp_path_factory, "music-run", files, steps=10)
+
+
+def deny_reading(monkeypatch, path):
+    """Make a file or folder unreadable, as `chmod 000` does for a normal user. Root ignores
+    permissions, so there the corpus loader is handed the error everyone else gets."""
+    import os
+
+    from chargen import corpus
+
+    os.chmod(path, 0)
+    if os.geteuid() != 0:
+        return
+    real_open, real_scandir = open, os.scandir
+
+    def refuse(name):
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+
+    def fake_open(name, *args, **kwargs):
+        refuse(name)
+        return real_open(name, *args, **kwargs)
+
+    def fake_scandir(name="."):
+        refuse(name)
+        return real_scandir(name)
+
+    monkeypatch.setattr(corpus, "open", fake_open, raising=False)
+    monkeypatch.setattr(os, "scandir", fake_scandir)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chargen import cache
-from chargen.corpus import load_corpus
+from chargen.corpus import load_corpus, text_tokenizer
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_cache_corrupt_file_is_rebuilt(corpus_file):
         entry.write_bytes(damage)
         again = load_corpus([str(corpus_file)])
         assert torch.equal(again.train, expected.train) and again.vocab == expected.vocab
-    assert cache.load(str(corpus_file)) is not None  # rewritten whole
+    assert cache.load(str(corpus_file), text_tokenizer()) is not None  # rewritten whole
 
 
 def test_cache_skips_recently_modified_file(corpus_file, monkeypatch):

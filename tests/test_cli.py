@@ -342,3 +342,15 @@ def test_info_shows_fractional_epochs(runner, trained_run):
     assert 0 < facts["epoch"] < 1
     assert facts["epoch"] == pytest.approx(payload["state"]["window"] / windows)
     assert f"{facts['epoch']:.2f} epochs" in runner.invoke(cli, ["info", str(trained_run)]).stdout
+
+
+def test_progress_line_ends_with_the_last_validation_figure(runner, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line each
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "10", *TINY_TRAIN_ARGS,
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    last_eval = [line for line in lines if line.startswith("step     10")][0]
+    progress = [line for line in lines if line.startswith("training")][-1]
+    val = last_eval.split("val ")[1].split()[0]
+    assert f"val {val}" in progress, (last_eval, progress)

@@ -4,18 +4,21 @@ and loses nothing: wrong files, bad options, foreign or crafted checkpoints.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint, corpus
+from chargen import checkpoint, corpus, textstream
 from chargen.cli import cli
 from chargen.errors import CheckpointError
-from conftest import TINY_LAYOUT, TINY_RUN_STEPS, TINY_TEXT, assert_clean_error
+from conftest import TINY_LAYOUT, TINY_RUN_STEPS, TINY_TEXT, assert_clean_error, deny_reading
 from conftest import TINY_TRAIN_ARGS as TINY
 
 MIDI_DIR = Path(__file__).parent / "data" / "midi"
@@ -28,6 +31,12 @@ def invoke(*args: str, input=None):
 def text_file(path: Path, text: str = TINY_TEXT) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def wide_terminal(monkeypatch):
+    """Notes are not wrapped, so a test can find each on one line."""
+    monkeypatch.setenv("COLUMNS", "1000")
 
 
 # -- corpus files -----------------------------------------------------------------
@@ -77,7 +86,7 @@ def test_train_invalid_utf8_names_file_and_byte_offset(tmp_path):
 @pytest.mark.parametrize("chunk", [1, 3, 7])
 def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch, chunk):
     """The loader decodes in chunks; a bad byte's offset is counted in the whole file."""
-    monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(textstream, "CHUNK_BYTES", chunk)
     data = "ab€cd—ef".encode("utf-8")  # multi-byte characters that straddle chunk borders
     bad = data + b"\xc3(" + b"tail"
     (tmp_path / "bad.txt").write_bytes(bad)
@@ -106,6 +115,112 @@ def test_train_corpus_shorter_than_a_window_shrinks_it_with_a_note(tmp_path):
 
 def test_train_corpus_of_one_character(tmp_path):
     assert_clean_error(invoke("train", text_file(tmp_path / "one.txt", "x"), *TINY), "at least 2")
+
+
+def test_train_utf16_file_is_called_utf16_with_how_to_convert(tmp_path):
+    (tmp_path / "wide.txt").write_bytes("hello world\n".encode("utf-16"))
+    error = assert_clean_error(invoke("train", tmp_path / "wide.txt", *TINY), "wide.txt", "UTF-16", "iconv -f UTF-16 -t UTF-8")
+    assert "binary" not in error
+
+
+@pytest.mark.parametrize("inside_a_folder", [False, True])
+def test_train_unreadable_file(tmp_path, monkeypatch, inside_a_folder):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    text_file(folder / "ok.txt")
+    locked = text_file(folder / "locked.txt")
+    deny_reading(monkeypatch, locked)
+    try:
+        result = invoke("train", folder if inside_a_folder else locked, *TINY, "--out", tmp_path / "run")
+    finally:
+        os.chmod(locked, 0o644)
+    assert_clean_error(result, "locked.txt: cannot read it: Permission denied")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_skips_an_unreadable_subfolder_with_a_note(tmp_path, monkeypatch, wide_terminal):
+    folder = tmp_path / "texts"
+    (folder / "locked").mkdir(parents=True)
+    text_file(folder / "ok.txt")
+    text_file(folder / "locked" / "inside.txt")
+    deny_reading(monkeypatch, folder / "locked")
+    try:
+        result = invoke("train", folder, *TINY, "--steps", "1", "--out", tmp_path / "run")
+    finally:
+        os.chmod(folder / "locked", 0o755)
+    assert result.exit_code == 0, result.output
+    assert f"note: skipped {folder / 'locked'}: cannot read this folder: Permission denied" in result.stderr.splitlines()
+
+
+def test_train_the_same_file_twice_reads_it_once_with_a_note(tmp_path, wide_terminal):
+    corpus_file = text_file(tmp_path / "tiny.txt")
+    run = tmp_path / "run"
+    result = invoke("train", corpus_file, corpus_file, *TINY, "--steps", "1", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert f"note: skipped {corpus_file}: given more than once; read once" in result.stderr.splitlines()
+    record = checkpoint.load(run / "last.pt")["corpus"]
+    assert record["files"] == [str(corpus_file)]
+    assert record["train_tokens"] + record["val_tokens"] == len(corpus_file.read_text())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux /proc")
+def test_train_on_a_file_that_fails_on_read():
+    assert_clean_error(invoke("train", "/proc/self/mem", *TINY), "/proc/self/mem: cannot read it")
+
+
+@pytest.mark.parametrize("how", ["process substitution", "fifo"])
+def test_train_reads_a_pipe_once(tmp_path, how):
+    """`chargen train <(cat FILE)` and a FIFO path: the corpus is read once, never seeked.
+    A second read of a FIFO would wait forever for a writer: the timeout only turns
+    that hang into a failure."""
+    corpus_file = text_file(tmp_path / "tiny.txt")
+    run = tmp_path / "run"
+    train = f"{sys.executable} -m chargen train {{}} --steps 1 --out {run} {' '.join(TINY)}"
+    if how == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        script = f"cat {corpus_file} > {tmp_path / 'fifo'} & " + train.format(tmp_path / "fifo")
+    else:
+        script = train.format(f"<(cat {corpus_file})")
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    record = checkpoint.load(run / "last.pt")["corpus"]
+    assert record["train_tokens"] + record["val_tokens"] == len(corpus_file.read_text())
+
+
+def test_crlf_corpus_trains_on_newlines_and_records_it(tmp_path):
+    corpus_file = tmp_path / "dos.txt"
+    corpus_file.write_bytes(b"hello world, hello chargen.\r\n" * 40)
+    for mode, has_cr in (("normalize", False), ("keep", True)):
+        run = tmp_path / mode
+        result = invoke("train", corpus_file, *TINY, "--steps", "1", "--out", run, "--line-endings", mode)
+        assert result.exit_code == 0, result.output
+        saved = checkpoint.load(run / "last.pt")
+        assert ("\r" in saved["vocab"]["tokens"]) == has_cr
+        assert saved["train_config"]["line_endings"] == mode
+
+
+def test_resume_of_a_run_from_before_line_endings_reads_them_as_they_were(tmp_path):
+    """A checkpoint without the field was trained on \r\n as it was: resuming must not
+    quietly drop the \r from its corpus."""
+    corpus_file = tmp_path / "dos.txt"
+    corpus_file.write_bytes(b"hello world, hello chargen.\r\n" * 40)
+    run = tmp_path / "run"
+    assert invoke("train", corpus_file, *TINY, "--steps", "1", "--out", run, "--line-endings", "keep").exit_code == 0
+    saved = checkpoint.load(run / "last.pt")
+    del saved["train_config"]["line_endings"]
+    checkpoint.save(saved, run / "last.pt")
+    result = invoke("train", "--resume", run, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    resumed = checkpoint.load(run / "last.pt")
+    assert resumed["corpus"]["train_tokens"] == saved["corpus"]["train_tokens"]
+
+
+def test_bare_chargen_prints_its_usage_not_an_error():
+    result = invoke()
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ") and "Commands:" in result.output
+    assert "Error" not in result.output
 
 
 # -- options out of range ------------------------------------------------------------
@@ -199,6 +314,49 @@ def test_train_midi_without_notes(tmp_path):
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0), mido.MetaMessage("end_of_track", time=0)])
     mido.MidiFile(tracks=[track]).save(tmp_path / "silent.mid")
     assert_clean_error(invoke("train", tmp_path / "silent.mid", *TINY), "silent.mid")
+
+
+def test_an_endless_stream_as_midi_is_refused_by_its_header():
+    """/dev/zero never ends: its first bytes are checked, not the whole stream read."""
+    assert_clean_error(invoke("show", "/dev/zero"), "/dev/zero", "not a midi file")
+    # inspect reports each file's problem and exits 1 when no file is readable
+    result = invoke("inspect", "--format", "midi", "/dev/zero", "--json")
+    assert result.exit_code == 1, result.output
+    assert "not a midi file" in json.loads(result.stdout)["files"][0]["error"]
+
+
+def test_a_huge_file_with_a_midi_header_is_refused_unread(tmp_path):
+    from chargen import midi
+
+    huge = tmp_path / "huge.mid"
+    with open(huge, "wb") as f:
+        f.write(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0")
+        f.truncate(midi.MAX_MIDI_BYTES + 1)  # sparse: costs no disk
+    assert_clean_error(invoke("show", huge), "huge.mid", "too large for a midi file")
+
+
+@pytest.fixture(scope="module")
+def music_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("music")
+    run = tmp / "run"
+    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
+    result = invoke("train", song, "--steps", "1", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_skipped_midi_files_are_noted_with_their_path_once(tmp_path, music_run, wide_terminal):
+    """train and eval on a MIDI folder both say which files they skipped, naming each once."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    (folder / "good.mid").write_bytes((Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid").read_bytes())
+    (folder / "bad.mid").write_bytes(b"not midi at all")
+    for result in (invoke("train", folder, *TINY, "--steps", "1", "--out", tmp_path / "run"),
+                   invoke("eval", music_run, folder)):
+        assert result.exit_code == 0, result.output
+        notes = [line for line in result.stderr.splitlines() if "bad.mid" in line]
+        assert len(notes) == 1 and notes[0].startswith("note: skipped"), result.stderr
+        assert notes[0].count("bad.mid") == 1, notes[0]
 
 
 # -- checkpoints from elsewhere ---------------------------------------------------------
