@@ -7,6 +7,8 @@ text. Every expected failure is one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 import signal
@@ -21,6 +23,9 @@ from rich.markup import escape
 
 from chargen import __version__, display
 from chargen.errors import ArgumentError, ChargenError
+from chargen.model import ModelConfig
+from chargen.sample import SampleConfig
+from chargen.train import TrainConfig
 
 err = Console(stderr=True, highlight=False)
 
@@ -76,11 +81,65 @@ def _leave_quietly_after_broken_pipe() -> None:
 
 
 def build(cls, **options):
-    """Build a config dataclass from CLI options, turning range errors into usage errors."""
+    """Build a config dataclass from CLI options, turning range errors into usage errors
+    that name the option the user typed (--lr), not the field behind it (lr)."""
     try:
         return cls(**options)
     except ValueError as e:
-        raise click.UsageError(str(e)) from e
+        message = str(e)
+        ctx = click.get_current_context(silent=True)
+        for param in ctx.command.params if ctx else ():
+            if isinstance(param, click.Option) and message.startswith(f"{param.name} "):
+                message = param.opts[0] + message[len(param.name):]
+                break
+        raise click.UsageError(message) from e
+
+
+# -- numbers on the command line ----------------------------------------------------------
+#
+# Every numeric option has a type that refuses, while click parses the command line (so
+# before any file is read or any work is done), what the code behind it cannot use:
+# nan and inf, which slip through every comparison-based range check, and integers
+# beyond what a seed, a checkpoint's int64 or a tensor size can hold.
+
+MAX_INT = 2**63 - 1  # torch seeds and checkpoint integers are 64-bit
+MAX_SIZE = 65_536  # layers, hidden units, embedding, parallel samples: far past what fits in memory
+MAX_SECONDS = 86_400.0  # music to generate or to prime with: a day
+
+
+class Real(click.FloatRange):
+    """A float range that also refuses nan and infinity."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class Whole(click.IntRange):
+    """An integer range bounded on both sides; the 64-bit ceiling goes unsaid in --help."""
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if self.max == MAX_INT and number > MAX_INT:
+            self.fail(f"{number} is too large (at most {MAX_INT}).", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return f"x>={self.min}" if self.max == MAX_INT else super()._describe_range()
+
+
+def whole(minimum: int = 0, maximum: int = MAX_INT) -> Whole:
+    """An integer option's type: `minimum` to `maximum`, both included."""
+    return Whole(minimum, maximum)
+
+
+def default_of(config_class, name: str):
+    """The default of a config dataclass field: the one place where defaults live."""
+    return next(f.default for f in dataclasses.fields(config_class) if f.name == name)
 
 
 @click.group(cls=ChargenGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,35 +165,35 @@ def main():
 
 @cli.command()
 @click.argument("corpus", nargs=-1)
-@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True, help="Recurrent cell.")
-@click.option("--layers", "num_layers", type=click.IntRange(min=1), default=2, show_default=True, help="Stacked recurrent layers.")
-@click.option("--hidden", "hidden_size", type=click.IntRange(min=1), default=512, show_default=True, help="Hidden units per layer.")
-@click.option("--embed", "embed_dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout between layers (default: 0, or 0.3 for corpora under 500k tokens).")
-@click.option("--weight-drop", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="DropConnect on the recurrent weights (AWD-LSTM), a new mask each step.")
-@click.option("--embed-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Locked dropout on the embedding output: one mask per stream and window.")
-@click.option("--locked-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Locked dropout between layers and before the output layer: one mask per stream and window.")
-@click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True, help="Tokens per TBPTT window.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Parallel streams per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True, help="AdamW learning rate.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="AdamW's decoupled weight decay.")
-@click.option("--lr-min", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Final learning rate, as a fraction of --lr (cosine decay).")
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Max gradient norm.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Stop after this many passes (default 10 if no budget is given).")
-@click.option("--steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps (whole run).")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time (whole run).")
-@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction at the end of each file held out for validation.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, help="Steps between validations and checkpoints.")
-@click.option("--seed", type=int, default=1111, show_default=True, help="Random seed.")
-@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
-@click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default="normalize", show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default=default_of(ModelConfig, "cell"), show_default=True, help="Recurrent cell.")
+@click.option("--layers", "num_layers", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "num_layers"), show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden", "hidden_size", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "hidden_size"), show_default=True, help="Hidden units per layer.")
+@click.option("--embed", "embed_dim", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "embed_dim"), show_default=True, help="Embedding size.")
+@click.option("--dropout", type=Real(0, 1, max_open=True), help="Dropout between layers (default: 0, or 0.3 for corpora under 500k tokens).")
+@click.option("--weight-drop", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "weight_drop"), show_default=True, help="DropConnect on the recurrent weights (AWD-LSTM), a new mask each step.")
+@click.option("--embed-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "embed_dropout"), show_default=True, help="Locked dropout on the embedding output: one mask per stream and window.")
+@click.option("--locked-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "locked_dropout"), show_default=True, help="Locked dropout between layers and before the output layer: one mask per stream and window.")
+@click.option("--seq-len", type=whole(1), default=default_of(TrainConfig, "seq_len"), show_default=True, help="Tokens per TBPTT window.")
+@click.option("--batch-size", type=whole(1), default=default_of(TrainConfig, "batch_size"), show_default=True, help="Parallel streams per step.")
+@click.option("--lr", type=Real(0, 1, min_open=True), default=default_of(TrainConfig, "lr"), show_default=True, help="AdamW learning rate.")
+@click.option("--weight-decay", type=Real(min=0), default=default_of(TrainConfig, "weight_decay"), show_default=True, help="AdamW's decoupled weight decay.")
+@click.option("--lr-min", type=Real(0, 1), default=default_of(TrainConfig, "lr_min"), show_default=True, help="Final learning rate, as a fraction of --lr (cosine decay).")
+@click.option("--clip", type=Real(min=0, min_open=True), default=default_of(TrainConfig, "clip"), show_default=True, help="Max gradient norm.")
+@click.option("--epochs", type=Real(min=0, min_open=True), help="Stop after this many passes (default 10 if no budget is given).")
+@click.option("--steps", type=whole(1), help="Stop after this many optimizer steps (whole run).")
+@click.option("--minutes", type=Real(min=0, min_open=True), help="Stop after this much training time (whole run).")
+@click.option("--val-frac", type=Real(0, 1, max_open=True), default=default_of(TrainConfig, "val_frac"), show_default=True, help="Fraction at the end of each file held out for validation.")
+@click.option("--eval-every", type=whole(1), default=default_of(TrainConfig, "eval_every"), show_default=True, help="Steps between validations and checkpoints.")
+@click.option("--seed", type=whole(0), default=default_of(TrainConfig, "seed"), show_default=True, help="Random seed.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "encoding_errors"), show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
+@click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default=default_of(TrainConfig, "line_endings"), show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=default_of(TrainConfig, "precision"), show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
 @click.option("--resume", callback=lambda ctx, param, value: _resume_target(value), metavar="RUN|auto",
               help="Continue a run (directory or checkpoint) where it stopped; 'auto' with --out DIR: resume DIR's run if it has one, else start it.")
-@click.option("--single-process-rate", type=click.FloatRange(min=0, min_open=True), metavar="TOKENS/S",
+@click.option("--single-process-rate", type=Real(min=0, min_open=True), metavar="TOKENS/S",
               help="Under torchrun: one process's tokens/s on this machine (from a one-process run's summary), to print the scaling efficiency.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
 def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop, embed_dropout, locked_dropout, resume,
@@ -157,7 +216,6 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
     """
     from chargen import distributed
     from chargen.run import auto_resume_target, execute, new_run, resolve_device, resume_run
-    from chargen.train import TrainConfig
 
     world = distributed.start(resolve_device(device))  # one process unless launched by torchrun
     click.get_current_context().call_on_close(world.stop)
@@ -183,7 +241,7 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
         config = build(TrainConfig, **options)
         model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout,
                              weight_drop=weight_drop, embed_dropout=embed_dropout, locked_dropout=locked_dropout)
-        build(_model_config(), vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
+        build(ModelConfig, vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
         run = new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
     for note in run.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
@@ -209,12 +267,6 @@ def _given_on_command_line(ctx: click.Context) -> set[str]:
     from click.core import ParameterSource
 
     return {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-
-
-def _model_config():
-    from chargen.model import ModelConfig
-
-    return ModelConfig
 
 
 class _InterruptFlag:
@@ -301,19 +353,19 @@ def _print_summary(run, reporter: display.TrainingReporter, single_process_rate:
 
 @cli.command()
 @click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
-@click.option("--temp", "temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Sampling temperature; 0 is greedy.")
-@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the k most likely tokens.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Sample from the smallest set of tokens with probability >= p.")
+@click.option("--temp", "temperature", type=Real(min=0), default=default_of(SampleConfig, "temperature"), show_default=True, help="Sampling temperature; 0 is greedy.")
+@click.option("--top-k", type=whole(1), help="Sample only from the k most likely tokens.")
+@click.option("--top-p", type=Real(0, 1, min_open=True), help="Sample from the smallest set of tokens with probability >= p.")
 @click.option("--prime", help="Text to continue; for a music model, a MIDI file to continue.")
-@click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Tokens to generate.")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples, generated in parallel.")
-@click.option("--seed", type=int, help="Random seed (default: fresh randomness each time).")
+@click.option("--length", type=whole(0), default=default_of(SampleConfig, "length"), show_default=True, help="Tokens to generate.")
+@click.option("--num-samples", type=whole(1, MAX_SIZE), default=default_of(SampleConfig, "num_samples"), show_default=True, help="Samples, generated in parallel.")
+@click.option("--seed", type=whole(0), help="Random seed (default: fresh randomness each time).")
 @click.option("--stop", help="End a text sample when it generates this text (not included).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Music: generate this much new music (see above for --length).")
-@click.option("--prime-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
-@click.option("--tempo", type=click.FloatRange(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
-@click.option("--program", type=click.IntRange(0, 127), help="Music: play every pitched part with this General MIDI program.")
+@click.option("--seconds", type=Real(0, MAX_SECONDS, min_open=True), help="Music: generate this much new music (see above for --length).")
+@click.option("--prime-seconds", type=Real(0, MAX_SECONDS, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
+@click.option("--tempo", type=Real(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
+@click.option("--program", type=whole(0, 127), help="Music: play every pitched part with this General MIDI program.")
 @click.option("--omit-prime", is_flag=True, help="Music: write only the new music, not the --prime piece it continues.")
 @click.option("--from-manifest", type=click.Path(dir_okay=False), help="Music: generate again, exactly, the sample a manifest (FILE.mid.json) describes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
@@ -476,7 +528,7 @@ def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
 @cli.command("eval")
 @click.argument("checkpoint_path", metavar="CHECKPOINT")
 @click.argument("file", type=click.Path(exists=True))
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=whole(1), default=32, show_default=True, help="Parallel streams.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
 def eval_command(checkpoint_path, file, batch_size, precision):
     """Print the bits per character (per token, for music) of FILE under a model.
@@ -636,7 +688,7 @@ def compare(generated, corpus, as_json):
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--width", type=click.IntRange(min=20), help="Columns of the roll (default: the terminal's width).")
+@click.option("--width", type=whole(20, 10_000), help="Columns of the roll (default: the terminal's width).")
 def show(file, width):
     """Draw a MIDI file as a piano roll: pitch against time, one colour per instrument.
 
