@@ -217,8 +217,9 @@ def encode_stream(
 
 
 def renumber(ids: torch.Tensor, table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """ids mapped through `table` (old id -> new id), chunk by chunk so memory stays bounded."""
-    out = torch.empty(len(ids), dtype=dtype)
+    """ids mapped through `table` (old id -> new id) into `dtype`, chunk by chunk so memory
+    stays bounded; in place when the dtype is already right (no second copy of the corpus)."""
+    out = ids if ids.dtype == dtype else torch.empty(len(ids), dtype=dtype)
     for start in range(0, len(ids), CHUNK_BYTES):
         part = ids[start : start + CHUNK_BYTES].to(torch.int32)
         out[start : start + len(part)] = torch.index_select(table, 0, part).to(dtype)
