@@ -715,10 +715,10 @@ def _roll_width(console: Console) -> int:
 @cli.command()
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (the default is reachable from this machine only).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
-@click.option("--max-length", type=click.IntRange(min=1), default=2000, show_default=True, help="Most tokens one sample may ask for.")
-@click.option("--max-samples", type=click.IntRange(min=1), default=10, show_default=True, help="Most samples (n) one request may ask for.")
-@click.option("--max-request-bytes", type=click.IntRange(min=1), default=256 * 1024, show_default=True, help="Largest request body accepted.")
+@click.option("--port", type=whole(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--max-length", type=whole(1), default=2000, show_default=True, help="Most tokens one sample may ask for.")
+@click.option("--max-samples", type=whole(1), default=10, show_default=True, help="Most samples (n) one request may ask for.")
+@click.option("--max-request-bytes", type=whole(1), default=256 * 1024, show_default=True, help="Largest request body accepted.")
 def serve(runs, host, port, max_length, max_samples, max_request_bytes):
     """Serve RUNS (run directories or checkpoints) over HTTP, with the web studio at /.
 
