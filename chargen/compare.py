@@ -59,8 +59,9 @@ def compare_files(generated: Sequence[str], corpus: Sequence[str]) -> dict:
         raise ArgumentError("generated", "needs at least one file or folder")
     if not corpus:
         raise ArgumentError("corpus", "is needed: the files or folder to compare with")
-    generated_files, generated_kind = find_files(list(generated))
-    corpus_files, corpus_kind = find_files(list(corpus))
+    found_generated, found_corpus = find_files(list(generated)), find_files(list(corpus))
+    generated_files, generated_kind = found_generated.files, found_generated.format
+    corpus_files, corpus_kind = found_corpus.files, found_corpus.format
     if generated_kind != corpus_kind:
         raise ArgumentError("corpus", f"is {_kind_name(corpus_kind)} but the generated files are "
                                       f"{_kind_name(generated_kind)}; compare like with like")
