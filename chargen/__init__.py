@@ -27,7 +27,8 @@ import importlib  # noqa: E402
 # here, first, means no later "from chargen.train import ..." can rebind chargen.train.
 importlib.import_module("chargen.train")
 
-from chargen.api import Model, State, load, train  # noqa: E402
+from chargen.api import Model, State, load  # noqa: E402
 from chargen.errors import ArgumentError, ChargenError  # noqa: E402
+from chargen.training import train  # noqa: E402
 
 __all__ = ["ArgumentError", "ChargenError", "Model", "State", "__version__", "load", "train"]

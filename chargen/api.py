@@ -16,13 +16,13 @@ added to it:
     >>> state = model.prime_state(" a dream", state)      # only the new characters
     >>> model.generate(length=80, state=state, seed=3)    # continue from there
 
-The CLI commands sample, eval and info are thin layers over this module; see
-docs/python-api.md for a walkthrough.
+The CLI commands sample, eval and info are thin layers over this module, and
+chargen.train() (chargen/training.py) over chargen.run; see docs/python-api.md for a
+walkthrough.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import unicodedata
@@ -61,122 +61,6 @@ def load(path: Optional[PathLike] = None, device: str = "cpu", precision: str = 
     loaded = checkpoint.load_model(path)
     return Model(loaded.model, loaded.vocab, device=device, file=loaded.file, payload=loaded.payload,
                  precision=precision)
-
-
-# The CLI's short option names, accepted too, so a command line translates word for word.
-TRAIN_ALIASES = {"hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim"}
-MODEL_OPTIONS = ("cell", "num_layers", "hidden_size", "embed_dim", "dropout")
-
-
-def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optional[PathLike] = None, *,
-          resume: Optional[PathLike] = None, force: bool = False, format: Optional[str] = None,
-          device: str = "auto", progress: bool = True, callback=None, **options) -> Path:
-    """Train a model as `chargen train` does, and return its run directory.
-
-    `corpus` is a text file, a folder of .txt or MIDI files, or a list of them;
-    `out` the run directory (default checkpoints/<corpus>-<time>). The options
-    are those of `chargen train` under their field names (hidden_size=256,
-    num_layers=2, steps=500, minutes=5, lr=3e-3, ...; the CLI's hidden, layers
-    and embed work too). resume=RUN continues a run where it stopped (a budget
-    given with it replaces the run's). With progress=True a progress line and
-    one line per validation are drawn on stderr, in a terminal or a notebook;
-    callback(event, info) receives every training event.
-
-    The first interrupt (Ctrl-C, a notebook's stop button) finishes the step and
-    saves a checkpoint, then KeyboardInterrupt is raised; resume=RUN goes on.
-    """
-    from dataclasses import fields as dataclass_fields
-
-    from chargen.run import execute, new_run, resume_run
-    from chargen.train import TrainConfig
-
-    options = {TRAIN_ALIASES.get(name, name): value for name, value in options.items()}
-    train_fields = {f.name for f in dataclass_fields(TrainConfig)}
-    unknown = sorted(set(options) - train_fields - set(MODEL_OPTIONS))
-    if unknown:
-        raise TypeError(f"train() got unknown option(s): {', '.join(unknown)}")
-    if corpus is None:
-        corpus_paths = []
-    elif isinstance(corpus, (str, os.PathLike)):
-        corpus_paths = [os.fspath(corpus)]
-    else:
-        corpus_paths = [os.fspath(c) for c in corpus]
-    if resume is not None:
-        settings = {name: (name, value) for name, value in options.items()}  # named as the caller named them
-        run = resume_run(os.fspath(resume), options, corpus_paths, force=force, device=device, settings=settings)
-    else:
-        if not corpus_paths:
-            raise ArgumentError("corpus", "is needed to start a run (or give resume=RUN)")
-        try:
-            config = TrainConfig(**{k: v for k, v in options.items() if k in train_fields})
-            model_options = {k: options.get(k, getattr(ModelConfig, k)) for k in MODEL_OPTIONS if k != "dropout"}
-            model_options["dropout"] = options.get("dropout")  # None: chosen for the corpus size
-            ModelConfig(vocab_size=1, **(model_options | {"dropout": model_options["dropout"] or 0.0}))
-        except ValueError as e:  # checked before the corpus is read
-            raise ArgumentError("options", f"out of range: {e}") from e
-        run = new_run(corpus_paths, model_options, config, out=None if out is None else os.fspath(out),
-                      force=force, format=format, device=device)
-    _train_with_progress(run, execute, progress, callback)
-    return run.directory
-
-
-def _train_with_progress(run, execute, progress: bool, callback) -> None:
-    """Train the run, drawing its progress when asked, stopping cleanly at the first interrupt."""
-    from rich.console import Console
-
-    from chargen import display
-
-    stop = _FirstInterruptStops()
-    with stop, (display.training_progress(run, Console(stderr=True)) if progress else _no_progress()) as reporter:
-        if progress:
-            for note in run.notes:
-                reporter.progress.console.print(f"note: {note}", markup=False)
-
-        def on_event(event: str, info: dict) -> None:
-            if reporter is not None:
-                reporter(event, info)
-            if callback is not None:
-                callback(event, info)
-
-        execute(run, on_event, should_stop=stop.is_set)
-    if stop.is_set():
-        raise KeyboardInterrupt(f"training stopped; a checkpoint was saved: resume with resume={str(run.directory)!r}")
-
-
-class _FirstInterruptStops:
-    """While active, the first SIGINT asks training to stop after the step (and save); a
-    second one interrupts at once. Only in the main thread, where Python delivers signals."""
-
-    def __init__(self):
-        self.hits = 0
-
-    def is_set(self) -> bool:
-        return self.hits > 0
-
-    def _handler(self, signum, frame):
-        self.hits += 1
-        if self.hits > 1:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-@contextlib.contextmanager
-def _no_progress():
-    yield None
 
 
 @dataclass(frozen=True)
@@ -417,9 +301,12 @@ class Model:
     # -- checks shared by every entry point -------------------------------------------
 
     def _check_prime(self, prime) -> str:
-        """A text prime as the model can read it, or an ArgumentError saying why not."""
-        if isinstance(prime, os.PathLike) or (isinstance(prime, str) and _is_midi_path(prime)):
-            raise ArgumentError("prime", f"{os.fspath(prime)} is a MIDI file, but this is a text model; prime it with text")
+        """A text prime as the model can read it, or an ArgumentError saying why not.
+
+        A str is text, never a file name: no prime can make chargen open a file (the
+        CLI, where a user may type a MIDI file's name by mistake, checks for that)."""
+        if isinstance(prime, os.PathLike):
+            raise ArgumentError("prime", f"{os.fspath(prime)} is a file, but this is a text model; prime it with text")
         if not isinstance(prime, str):
             raise ArgumentError("prime", f"must be a str for a text model, got {type(prime).__name__}")
         return self._fit_to_vocabulary("prime", prime)
@@ -537,12 +424,3 @@ def _single(pieces: Iterator[list[str]]) -> Iterator[str]:
 def _check_positive(name: str, value) -> None:
     if value is not None and (not isinstance(value, (int, float)) or not 0 < value < math.inf):
         raise ArgumentError(name, f"must be a finite number > 0, got {value!r}")
-
-
-def _is_midi_path(text: str) -> bool:
-    """Whether a text prime is really the path of a MIDI file (a likely mix-up)."""
-    if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
-        return False
-    from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text model never needs it
-
-    return text.lower().endswith(MIDI_EXTENSIONS) or is_midi_file(text)

@@ -454,8 +454,10 @@ def _unescape(text: Optional[str]) -> Optional[str]:
 def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: Optional[str], out) -> None:
     from chargen import output
 
-    paths = output.sample_paths(out, options["n"], "text", model.file)  # checked before any work
     prime = (prime or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # undecodable argv bytes
+    if _is_midi_path(prime):
+        raise click.UsageError(f"--prime {prime} is a MIDI file, but this is a text model; prime it with text")
+    paths = output.sample_paths(out, options["n"], "text", model.file)  # checked before any work
     pieces = model.stream(prime, length=length, stop=stop, **options)
     if paths is None and options["n"] == 1:  # one sample to the terminal: show it as it comes
         click.echo(prime, nl=False)
@@ -475,6 +477,15 @@ def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: 
         for path, text in zip(paths, texts):
             output.write_text(path, text)
             err.print(f"wrote {escape(str(path))}")
+
+
+def _is_midi_path(text: str) -> bool:
+    """Whether a text --prime is really the name of a MIDI file (a likely mix-up)."""
+    if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
+        return False
+    from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text model never needs it
+
+    return text.lower().endswith(MIDI_EXTENSIONS) or is_midi_file(text)
 
 
 def _sample_music(model, options: dict, out, index: Optional[int] = None) -> None:

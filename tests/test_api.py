@@ -316,7 +316,7 @@ def test_chargen_train_stays_the_function_after_the_training_loop_is_imported():
     importlib.import_module("chargen.train")
     from chargen.train import TrainConfig  # noqa: F401
 
-    assert chargen.train is chargen.api.train
+    assert chargen.train is chargen.training.train
 
 
 # -- docs/python-api.md: every python block, in order, as one session ---------------------------------

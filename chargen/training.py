@@ -1,0 +1,136 @@
+"""chargen.train(): start or resume a training run from Python, with the CLI's progress line.
+
+    import chargen
+    run = chargen.train("data/tinyshakespeare.txt", minutes=5, hidden_size=256)
+    run = chargen.train(resume=run, steps=5000)
+
+A thin layer over chargen.run (new_run, resume_run, execute), as `chargen train` is; the
+TBPTT loop itself lives in chargen/train.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from chargen.errors import ArgumentError
+from chargen.model import ModelConfig
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# The CLI's short option names, accepted too, so a command line translates word for word.
+TRAIN_ALIASES = {"hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim"}
+MODEL_OPTIONS = ("cell", "num_layers", "hidden_size", "embed_dim", "dropout")
+
+
+def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optional[PathLike] = None, *,
+          resume: Optional[PathLike] = None, force: bool = False, format: Optional[str] = None,
+          device: str = "auto", progress: bool = True, callback=None, **options) -> Path:
+    """Train a model as `chargen train` does, and return its run directory.
+
+    `corpus` is a text file, a folder of .txt or MIDI files, or a list of them;
+    `out` the run directory (default checkpoints/<corpus>-<time>). The options
+    are those of `chargen train` under their field names (hidden_size=256,
+    num_layers=2, steps=500, minutes=5, lr=3e-3, ...; the CLI's hidden, layers
+    and embed work too). resume=RUN continues a run where it stopped (a budget
+    given with it replaces the run's). With progress=True a progress line and
+    one line per validation are drawn on stderr, in a terminal or a notebook;
+    callback(event, info) receives every training event.
+
+    The first interrupt (Ctrl-C, a notebook's stop button) finishes the step and
+    saves a checkpoint, then KeyboardInterrupt is raised; resume=RUN goes on.
+    """
+    from dataclasses import fields as dataclass_fields
+
+    from chargen.run import execute, new_run, resume_run
+    from chargen.train import TrainConfig
+
+    options = {TRAIN_ALIASES.get(name, name): value for name, value in options.items()}
+    train_fields = {f.name for f in dataclass_fields(TrainConfig)}
+    unknown = sorted(set(options) - train_fields - set(MODEL_OPTIONS))
+    if unknown:
+        raise TypeError(f"train() got unknown option(s): {', '.join(unknown)}")
+    if corpus is None:
+        corpus_paths = []
+    elif isinstance(corpus, (str, os.PathLike)):
+        corpus_paths = [os.fspath(corpus)]
+    else:
+        corpus_paths = [os.fspath(c) for c in corpus]
+    if resume is not None:
+        settings = {name: (name, value) for name, value in options.items()}  # named as the caller named them
+        run = resume_run(os.fspath(resume), options, corpus_paths, force=force, device=device, settings=settings)
+    else:
+        if not corpus_paths:
+            raise ArgumentError("corpus", "is needed to start a run (or give resume=RUN)")
+        try:
+            config = TrainConfig(**{k: v for k, v in options.items() if k in train_fields})
+            model_options = {k: options.get(k, getattr(ModelConfig, k)) for k in MODEL_OPTIONS if k != "dropout"}
+            model_options["dropout"] = options.get("dropout")  # None: chosen for the corpus size
+            ModelConfig(vocab_size=1, **(model_options | {"dropout": model_options["dropout"] or 0.0}))
+        except ValueError as e:  # checked before the corpus is read
+            raise ArgumentError("options", f"out of range: {e}") from e
+        run = new_run(corpus_paths, model_options, config, out=None if out is None else os.fspath(out),
+                      force=force, format=format, device=device)
+    _train_with_progress(run, execute, progress, callback)
+    return run.directory
+
+
+def _train_with_progress(run, execute, progress: bool, callback) -> None:
+    """Train the run, drawing its progress when asked, stopping cleanly at the first interrupt."""
+    from rich.console import Console
+
+    from chargen import display
+
+    stop = _FirstInterruptStops()
+    with stop, (display.training_progress(run, Console(stderr=True)) if progress else _no_progress()) as reporter:
+        if progress:
+            for note in run.notes:
+                reporter.progress.console.print(f"note: {note}", markup=False)
+
+        def on_event(event: str, info: dict) -> None:
+            if reporter is not None:
+                reporter(event, info)
+            if callback is not None:
+                callback(event, info)
+
+        execute(run, on_event, should_stop=stop.is_set)
+    if stop.is_set():
+        raise KeyboardInterrupt(f"training stopped; a checkpoint was saved: resume with resume={str(run.directory)!r}")
+
+
+class _FirstInterruptStops:
+    """While active, the first SIGINT asks training to stop after the step (and save); a
+    second one interrupts at once. Only in the main thread, where Python delivers signals."""
+
+    def __init__(self):
+        self.hits = 0
+
+    def is_set(self) -> bool:
+        return self.hits > 0
+
+    def _handler(self, signum, frame):
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@contextlib.contextmanager
+def _no_progress():
+    yield None
