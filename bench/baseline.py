@@ -3,10 +3,16 @@
 This is what a character-level language model looks like in the PyTorch
 examples (word_language_model): embedding -> nn.LSTM/nn.GRU -> linear, Adam,
 gradient clipping, a detached hidden state carried between windows; and a
-sampling loop that calls the module once per generated character.
+sampling loop that calls the module once per generated character. With
+``bf16=True`` both run their forward passes under ``torch.autocast`` in bfloat16,
+the textbook way to use bf16 (the PyTorch AMP recipe), so chargen's bf16 rows
+are compared with the textbook loop in the same precision. It imports
+nothing from chargen.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +36,11 @@ def detach(hidden):
     return tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
 
 
-def make_train_step(model: BaselineRNN, lr: float = 2e-3, clip: float = 1.0):
+def autocast(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def make_train_step(model: BaselineRNN, lr: float = 2e-3, clip: float = 1.0, bf16: bool = False):
     """A closure doing one textbook training step on (x, y); returns the loss as a float."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     state = {"hidden": None}
@@ -38,8 +48,9 @@ def make_train_step(model: BaselineRNN, lr: float = 2e-3, clip: float = 1.0):
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
         model.train()
         hidden = None if state["hidden"] is None else detach(state["hidden"])
-        logits, state["hidden"] = model(x, hidden)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with autocast(bf16):
+            logits, state["hidden"] = model(x, hidden)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -50,13 +61,15 @@ def make_train_step(model: BaselineRNN, lr: float = 2e-3, clip: float = 1.0):
 
 
 @torch.no_grad()
-def sample(model: BaselineRNN, prime: torch.Tensor, length: int, num_samples: int = 1, temperature: float = 1.0):
+def sample(model: BaselineRNN, prime: torch.Tensor, length: int, num_samples: int = 1, temperature: float = 1.0,
+           bf16: bool = False):
     """The naive loop: one module call per character, softmax, multinomial."""
     model.eval()
-    logits, hidden = model(prime.unsqueeze(0).expand(num_samples, -1))
-    out = []
-    for _ in range(length):
-        ids = torch.multinomial((logits[:, -1] / temperature).softmax(-1), 1)  # (B, 1)
-        out.append(ids)
-        logits, hidden = model(ids, hidden)
+    with autocast(bf16):
+        logits, hidden = model(prime.unsqueeze(0).expand(num_samples, -1))
+        out = []
+        for _ in range(length):
+            ids = torch.multinomial((logits[:, -1].float() / temperature).softmax(-1), 1)  # (B, 1)
+            out.append(ids)
+            logits, hidden = model(ids, hidden)
     return torch.cat(out, 1)

@@ -125,18 +125,25 @@ def bench_midi(data_dir: Path) -> dict:
             "notes_per_s": notes / timings[0], "cached_files_per_s": len(files) / timings[1]}
 
 
-def bench_ttq(corpus: Path, minutes: list[float]) -> list[dict]:
-    """Validation bits/char after training with the default settings for each budget, one run each."""
+def bench_ttq(corpus: Path, minutes: list[float], extra_args: tuple[str, ...] = ()) -> list[dict]:
+    """Validation bits/char after training with the default settings (plus `extra_args`)
+    for each budget, one run each."""
+    from chargen import checkpoint
+
     rows = []
     with tempfile.TemporaryDirectory(prefix="chargen-ttq-") as tmp:
         for m in minutes:
             out = Path(tmp) / f"run-{m:g}"
             load_before = os.getloadavg()[0]
-            subprocess.run([sys.executable, "-m", "chargen", "train", str(corpus), "--minutes", str(m), "--out", str(out)],
+            subprocess.run([sys.executable, "-m", "chargen", "train", str(corpus), "--minutes", str(m), "--out", str(out),
+                            *extra_args],
                            cwd=ROOT, check=True, capture_output=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
             metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            last = checkpoint.load(out / checkpoint.LAST)
             rows.append({"minutes": m, "val_bits": metrics[-1]["val_bits"], "steps": metrics[-1]["step"],
-                         "tokens_per_s": metrics[-1]["tokens_per_s"],
+                         "best_val_bits": min(r["val_bits"] for r in metrics if r["val_bits"] is not None),
+                         "tokens_per_s": metrics[-1]["tokens_per_s"], "args": list(extra_args),
+                         "precision": checkpoint.trained_precision(last)["name"],
                          "load_average": (load_before + os.getloadavg()[0]) / 2, "curve": metrics})
     return rows
 
