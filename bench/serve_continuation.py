@@ -27,6 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="Using .httpx. with .starlette.testclient.")  # httpx works the same
+
+import chargen  # noqa: E402,F401 - first: it quiets torch's NumPy warning
 import torch  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 

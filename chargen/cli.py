@@ -730,7 +730,8 @@ def _roll_width(console: Console) -> int:
 @click.option("--max-length", type=whole(1), default=2000, show_default=True, help="Most tokens one sample may ask for.")
 @click.option("--max-samples", type=whole(1), default=10, show_default=True, help="Most samples (n) one request may ask for.")
 @click.option("--max-request-bytes", type=whole(1), default=256 * 1024, show_default=True, help="Largest request body accepted.")
-def serve(runs, host, port, max_length, max_samples, max_request_bytes):
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True, help="Where the models run.")
+def serve(runs, host, port, max_length, max_samples, max_request_bytes, device):
     """Serve RUNS (run directories or checkpoints) over HTTP, with the web studio at /.
 
     Each model is loaded once. The API: GET /api/models, POST /api/generate
@@ -752,7 +753,7 @@ def serve(runs, host, port, max_length, max_samples, max_request_bytes):
             raise ChargenError("chargen serve needs the serve extra: pip install 'chargen[serve]'") from e
         raise
     limits = Limits(max_length=max_length, max_samples=max_samples, max_request_bytes=max_request_bytes)
-    models = serving.load_models(list(runs), limits)
+    models = serving.load_models(list(runs), limits, device=device)
     app = server.create_app(models, limits)
     sock = server.listen(host, port)
     if not server.is_loopback(host):

@@ -70,13 +70,13 @@ class Served:
         return state, len(known)
 
 
-def load_models(paths: list[str], limits: Limits) -> list[Served]:
-    """Load each run or checkpoint once; a model is named after its run directory."""
+def load_models(paths: list[str], limits: Limits, device: str = "cpu") -> list[Served]:
+    """Load each run or checkpoint once, on `device`; a model is named after its run directory."""
     import chargen
 
     served: list[Served] = []
     for path in paths:
-        model = chargen.load(path)
+        model = chargen.load(path, device=device)
         p = Path(path)
         directory = p if p.is_dir() else p.parent
         name = base = directory.name if p.is_dir() or p.suffix == ".pt" else p.stem

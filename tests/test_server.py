@@ -485,3 +485,12 @@ def test_a_built_wheel_ships_the_studio(tmp_path):
     shipped = set(zipfile.ZipFile(wheel).namelist())
     assert {f"chargen/studio/{name}" for name in server.STUDIO_FILES} <= shipped
     assert {"chargen/server.py", "chargen/webrequest.py", "chargen/primecache.py"} <= shipped
+
+
+def test_serve_option_defaults_are_the_limits_defaults():
+    from chargen.cli import cli
+
+    defaults = {p.name: p.default for p in cli.commands["serve"].params}
+    limits = Limits()
+    for name in ("max_length", "max_samples", "max_request_bytes"):
+        assert defaults[name] == getattr(limits, name), name

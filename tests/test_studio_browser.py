@@ -34,14 +34,19 @@ def _missing() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def live_server(session_text_run, session_music_run):
-    """`chargen serve` on a free port, in a thread of this process."""
+def require_browser():
+    """Skip (or, with CHARGEN_REQUIRE_BROWSER=1, fail) before any model is trained when the browser is absent."""
     missing = _missing()
     if missing:
         reason = f"the browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
         if os.environ.get("CHARGEN_REQUIRE_BROWSER") == "1":
             pytest.fail(f"CHARGEN_REQUIRE_BROWSER=1, but {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def live_server(require_browser, session_text_run, session_music_run):
+    """`chargen serve` on a free port, in a thread of this process."""
     import uvicorn
 
     from chargen import server, serving
