@@ -137,11 +137,7 @@ class Model:
         `state` is not modified.
         """
         self._require_text("prime_state")
-        # No guess that `text` names a MIDI file (as generate's prime gets): a server feeds
-        # its clients' text here, and a request must never make it look at a file.
-        if not isinstance(text, str):
-            raise ArgumentError("text", f"must be a str, got {type(text).__name__}")
-        text = self._fit_to_vocabulary("text", text)
+        text = self._check_prime(text)  # text, never a file name: a server feeds its clients' text here
         if state is not None:
             self._check_state(state)
             if not text:

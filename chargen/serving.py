@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -102,7 +103,7 @@ def _curves(rows: list[dict]) -> dict:
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _sample_options(job: GenerateRequest) -> dict:
@@ -139,7 +140,10 @@ def _describe_midi(song) -> dict:
 
 
 async def stream_events(served: Served, job: GenerateRequest, written: list[str]) -> AsyncIterator[str]:
-    """Server-Sent Events: one "piece" event per piece of text, then "done" (or "error")."""
+    """Server-Sent Events: one "piece" event per piece of text, then "done" (or "error").
+
+    The whole text is appended to `written` once complete (the caller reads it after answering).
+    """
     start = time.perf_counter()
     try:
         state, reused = await run_in_threadpool(served.state_after, job.prime) if job.prime else (None, 0)
