@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 import pytest
 
+from chargen import checkpoint
+from chargen import run as runs
 from chargen.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,3 +156,22 @@ def test_tests_named_in_the_docs_exist(doc):
     cited = {name for name in cited if not name.endswith("_")}  # a prefix such as `test_kill_9_...`
     missing = sorted(cited - defined)
     assert not missing, f"{doc.name} cites tests that do not exist: {missing}"
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_checkpoint_table_lists_the_keys_of_a_real_checkpoint(trained_run):
+    section = readme_section("Runs and checkpoints")
+    documented = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \|", section, re.M))
+    documented = {key for pair in documented for key in pair if key}
+    assert documented == set(checkpoint.load(trained_run / checkpoint.LAST))
+
+
+def test_readme_metrics_fields_are_those_of_a_real_metrics_row(trained_run):
+    section = readme_section("Runs and checkpoints")
+    listed = re.search(r"metrics\.jsonl +one JSON object per validation: (.+)", section).group(1)
+    rows = runs.read_metrics(trained_run)
+    assert rows and all(set(row) == {field.strip() for field in listed.split(",")} for row in rows)
