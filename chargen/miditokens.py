@@ -29,7 +29,8 @@ from typing import Iterable, NamedTuple, Sequence
 from chargen.errors import MidiError
 from chargen.vocab import Vocab
 
-MIDI_VOCAB_VERSION = 3  # the vocabulary of new runs; 3: note durations, 2: note-offs with copy:K, 1: note-offs
+DURATION_VERSION = 3  # the vocabulary this module encodes: note durations (1 and 2, note-offs: miditokens_v2)
+MIDI_VOCAB_VERSION = DURATION_VERSION  # the vocabulary of new runs
 VOCAB_VERSIONS = (1, 2, 3)  # every version that loads and samples
 STEPS_PER_BEAT = 24  # one step = 1/24 quarter note: 32nds (3) and triplet 16ths (4) are exact
 MAX_SHIFT_STEPS = 96  # longest single shift token: one 4/4 bar; longer gaps repeat it
@@ -112,7 +113,7 @@ def check_version(version: int) -> None:
 
 def _groups(version: int) -> list[tuple[str, str, list[str]]]:
     check_version(version)
-    if version == MIDI_VOCAB_VERSION:
+    if version == DURATION_VERSION:
         return _GROUPS
     from chargen import miditokens_v2  # imported on use: it builds on this module's grid
 
@@ -274,7 +275,7 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]],
     chord of equal notes costs one token per note.
     """
     check_version(version)
-    if version != MIDI_VOCAB_VERSION:
+    if version != DURATION_VERSION:
         from chargen import miditokens_v2
 
         return miditokens_v2.notes_to_tokens(notes, tempos)
@@ -341,7 +342,7 @@ def tokens_to_notes(tokens: Iterable[str], version: int = MIDI_VOCAB_VERSION
     its pitch sound on its instrument cuts the oldest there, as encoding does.
     """
     check_version(version)
-    if version != MIDI_VOCAB_VERSION:
+    if version != DURATION_VERSION:
         from chargen import miditokens_v2
 
         return miditokens_v2.tokens_to_notes(tokens, _known(version))
