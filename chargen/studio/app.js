@@ -89,12 +89,15 @@ function busy(on) {
 
 // -- text: Server-Sent Events over fetch (EventSource cannot POST) -----------------------
 
-async function streamText(prime) {
+async function streamText(prime, continuing = false) {
   const controller = new AbortController();
   studio.abort = controller;
   busy(true);
   setStatus("streaming", "Generating…");
   const body = { ...settings(), prime, stream: true };
+  // A fixed seed would replay the same random draws on every Continue; offset it by the
+  // length of the text so far, so a continuation is still reproducible but new.
+  if (continuing && body.seed !== null) body.seed += prime.length;
   try {
     const response = await fetch("/api/generate", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -304,7 +307,7 @@ $("continue").addEventListener("click", () => {
   const text = $("output-prime").textContent + $("output-new").textContent;
   $("output-prime").textContent = text;
   $("output-new").textContent = "";
-  streamText(text);
+  streamText(text, true);
 });
 $("stop").addEventListener("click", () => { if (studio.abort) studio.abort.abort(); });
 $("play").addEventListener("click", togglePlay);
