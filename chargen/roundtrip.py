@@ -73,7 +73,10 @@ def measure_roundtrip(path, version: int = MIDI_VOCAB_VERSION) -> RoundTrip:
     for n in original:
         start = warp(n.start * STEPS_PER_BEAT, cuts)
         length = warp(n.end * STEPS_PER_BEAT, cuts) - start
-        bpm = _bpm_at(tempo_steps, round(start))  # tempo changes move to whole steps too
+        # The tempo in force where the encoder put the note: it quantizes first, then warps,
+        # for notes and tempo changes alike (rounding the warped start instead can split a
+        # note from a tempo change on the same tick when the cut is half a step).
+        bpm = _bpm_at(tempo_steps, round(warp(beats2steps(n.start), cuts)))
         pool = pools.get((n.is_drum, n.program, n.pitch), [])
         errors = [(abs(d.start - start) + (0 if n.is_drum else abs(d.end - d.start - length)), i)
                   for i, d in enumerate(pool)

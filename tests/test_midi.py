@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mido
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from chargen import midi, miditokens
 from chargen.errors import MidiError
@@ -213,6 +213,8 @@ def to_notes(drawn, overlaps=True):
 @pytest.mark.parametrize("version", VERSIONS)
 @settings(max_examples=50, deadline=None)
 @given(note_lists, tempo_lists)
+# Found by hypothesis: a note and a tempo change on the same tick, half a step after a cut.
+@example([(11, 20, 0, 1, (0, 0)), (51, 2259, 0, 1, (0, 0)), (9990, 20, 0, 1, (0, 0))], [(9990, 24)])
 def test_roundtrip_preserves_generated_notes(version, drawn, tempos):
     with tempfile.TemporaryDirectory() as folder:
         path = save(build_midi(to_notes(drawn, overlaps=False), tempos=[(0, 100)] + tempos), folder)
