@@ -5,7 +5,7 @@ import torch
 
 from chargen import precision
 from chargen import sample as sample_module
-from chargen.model import CharRNN
+from chargen.model import CharRNN, map_hidden
 from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
 from chargen.train import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
@@ -190,19 +190,24 @@ needs_bf16 = pytest.mark.skipif(not precision.bf16_support("cpu")[1], reason="bf
 
 @needs_bf16
 @pytest.mark.parametrize("packed", [True, False])  # oneDNN's packed bf16 product, and the plain fallback
+@pytest.mark.parametrize("bf16_head", [False, True])  # a small output layer stays fp32; a big one is bf16
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("streams", [1, 4])
-def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, packed, monkeypatch):
+def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, packed, bf16_head, monkeypatch):
     if not packed:
         monkeypatch.setattr(sample_module, "_packed_bf16_available", lambda: False)
+    if bf16_head:
+        monkeypatch.setattr(sample_module, "SMALL_HEAD_BYTES", 0)
     model = biased_model(cell)
     prime = torch.randint(0, 11, (streams, 3))
     with torch.no_grad():
         _, hidden = model(prime, model.init_hidden(streams))
         step = FusedStep(model, hidden, torch.bfloat16)
         fp32_step = FusedStep(model, hidden)
-        products = [p for layer in step.layers for p in layer if isinstance(p, sample_module.Bf16Linear)] + [step.head]
-        assert all((p.packed is not None) == packed for p in products)
+        assert (step.head is not None) == bf16_head
+        products = [p for layer in step.layers for p in layer if isinstance(p, sample_module.Bf16Linear)]
+        products += [step.head] if bf16_head else []
+        assert products and all((p.packed is not None) == packed for p in products)
         for _ in range(6):
             ids = torch.randint(0, 11, (streams,))
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -211,6 +216,28 @@ def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, pa
             assert logits.dtype == torch.float32 and step.h.dtype == torch.float32
             torch.testing.assert_close(logits, expected[:, -1].float(), rtol=0, atol=0.05)
         assert not torch.equal(logits, exact), "the bf16 step should not compute in fp32"
+
+
+@needs_bf16
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_many_streams_in_bf16_draw_what_the_model_under_autocast_draws(cell):
+    """From PARALLEL_STREAMS up, a bf16 LSTM or RNN steps through a bf16 copy of itself
+    (cast once, not every step): it draws the tokens the model under autocast draws."""
+    model = biased_model(cell)
+    prime = torch.tensor([1, 2, 3])
+    config = SampleConfig(length=25, num_samples=PARALLEL_STREAMS, precision="bf16")
+    drawn = torch.stack(list(generate(model, prime, config, torch.Generator().manual_seed(7))))
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, hidden = model(prime.unsqueeze(0).expand(PARALLEL_STREAMS, -1), model.init_hidden(PARALLEL_STREAMS))
+        hidden = map_hidden(torch.Tensor.float, hidden)  # read() hands the state on in fp32
+        expected = []
+        for _ in range(25):
+            ids = choose(logits[:, -1].float(), config, generator)
+            expected.append(ids)
+            logits, hidden = model(ids.unsqueeze(1), hidden)
+    assert torch.equal(drawn, torch.stack(expected))
+    assert len(set(drawn.flatten().tolist())) > 3, "the tokens should vary, or the test shows little"
 
 
 @needs_bf16
