@@ -17,7 +17,6 @@ in bf16, each against the textbook loop (bench/baseline.py) in the same precisio
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from chargen import precision as precisions  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
 from chargen.run import make_optimizer  # noqa: E402
 from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, generate  # noqa: E402
+from chargen.stepthreads import StepThreads  # noqa: E402
 from chargen.train import TrainConfig, TrainState, train  # noqa: E402
 
 CORPUS = ROOT / "data" / "tinyshakespeare.txt"
@@ -76,17 +76,6 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """Run a block with n intra-op threads, as chargen's sampler does for few streams."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- 1. training throughput ---------------------------------------------------------------
@@ -160,13 +149,14 @@ def bench_sampling(streams: int, length: int, repeats: int, precision: str) -> d
     }
     if streams < PARALLEL_STREAMS:
         # Where the loop's time goes: the fused step (products + gate math), timed alone on
-        # one thread as generate() runs it; the rest is drawing tokens and yielding them.
-        with torch.inference_mode(), threads(1):
+        # the thread count generate() chooses; the rest is drawing tokens and yielding them.
+        with torch.inference_mode():
             _, hidden = model(prime.view(1, 1).expand(streams, 1), model.init_hidden(streams))
-            step = FusedStep(model, hidden, torch.bfloat16 if bf16 else torch.float32)
+            step = StepThreads(FusedStep(model, hidden, torch.bfloat16 if bf16 else torch.float32), length)
             ids = torch.zeros(streams, dtype=torch.long)
             step_s = min(_timed(lambda: [step(ids) for _ in range(length)]) for _ in range(repeats)) / length
         row["step_fraction"] = step_s / loop_s
+        row["step_threads"] = step.threads
     return row
 
 
@@ -305,7 +295,7 @@ def main(argv=None) -> dict:
             results["sampling"].append(r)
             note = f"{r['speedup']:.1f}x ({precision} textbook loop)"
             if "step_fraction" in r:
-                note += f"; {1 - r['step_fraction']:.0%} outside the fused step"
+                note += f"; {1 - r['step_fraction']:.0%} outside the fused step ({r['step_threads']} thread(s))"
             rows.append((f"sample lstm 2x512 {precision}, {streams} stream{'s' * (streams > 1)}, chars/s",
                          f"{r['chargen_chars_per_s']:,.0f}", f"{r['baseline_chars_per_s']:,.0f}", note))
     results["cli_sampling"] = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -23,6 +22,7 @@ import torch
 from chargen.miditokens import PIECE_TOKEN, tokens_duration
 from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
+from chargen.stepthreads import StepThreads
 from chargen.vocab import Vocab
 
 
@@ -164,9 +164,15 @@ class FusedStep:
         if self.bf16 and model.head.weight.numel() * 4 > SMALL_HEAD_BYTES:
             self.head = Bf16Linear(model.head.weight, model.head.bias, B)
         self.head_w, self.head_b = model.head.weight.t().contiguous(), model.head.bias
+        self.signature = (self.cell, str(dtype), L, B, H, config.vocab_size)  # what its speed depends on
         self.gates = self.h.new_empty(B, G * H)  # (B, G*H) input + recurrent pre-activations
         self.gates_hh = self.h.new_empty(B, G * H) if self.cell == "gru" else None
         self.logits = self.h.new_empty(B, config.vocab_size)
+
+    @property
+    def state(self) -> list[torch.Tensor]:
+        """The tensors a step updates in place (h, and c for an LSTM)."""
+        return [self.h] if self.c is None else [self.h, self.c]
 
     @property
     def hidden(self) -> Hidden:
@@ -306,15 +312,13 @@ def generate(
         logits, hidden = read(model, prime.to(device).unsqueeze(0).expand(B, -1), hidden, precision)  # (B, V)
     if B < PARALLEL_STREAMS:
         # Few streams: per-call overhead dominates, so every later token runs through the
-        # hand-fused step, on one thread: its products take microseconds, and waking a second
-        # thread costs more than it saves (20x slower with 2 threads for one stream under
-        # load; see docs/benchmarks.md).
-        step = FusedStep(model, hidden, precision.dtype)
+        # hand-fused step, on one thread or all: whichever a timing finds faster
+        # (stepthreads.py; a busy second core makes more threads 20x slower).
+        step = StepThreads(FusedStep(model, hidden, precision.dtype), config.length)
         for _ in range(config.length):
             ids = choose(logits, config, generator)
             yield ids
-            with _num_threads(1):
-                logits = step(ids)
+            logits = step(ids)
     else:
         # Many streams: the products dominate, and the model's own oneDNN kernels run them
         # faster than FusedStep's MKL addmm on CPUs where MKL takes a slow path.
@@ -355,19 +359,6 @@ def read(model: CharRNN, ids: torch.Tensor, hidden: Hidden, precision: Precision
 def _expand(hidden: Hidden, B: int) -> Hidden:
     """A one-stream hidden state (L, 1, H) repeated for B streams (a copy when B > 1)."""
     return map_hidden(lambda h: h.expand(-1, B, -1).contiguous(), hidden)
-
-
-@contextmanager
-def _num_threads(n: int):
-    """Run a block with torch's intra-op thread count set to n, then restore it."""
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != before:
-            torch.set_num_threads(before)
 
 
 def generate_text(
