@@ -15,6 +15,11 @@ vocabularies side by side, then the issue 12 targets and whether each is met:
 - every file parses, no note without an end;
 - validation bits per note (not per token) no worse than version 2's.
 
+Beside them, a reference column: the first --seconds of --samples corpus files chosen at
+random, through the same encoder and decoder, compared with the corpus the same way. That is
+what music indistinguishable from the corpus scores at this sample size: the most a model
+can be expected to reach (`--reference-only` prints just that column).
+
 Runs, samples and reports go to --out (default bench/music-quality/, git-ignored).
 """
 
@@ -117,6 +122,26 @@ def measure(version: int, args) -> dict:
     }
 
 
+def reference(args) -> dict:
+    """The yardstick: args.samples corpus files chosen at random (seeded), the first args.seconds
+    of each through the same encoder and decoder a sample goes through, compared with the
+    corpus like the samples. A model that wrote music indistinguishable from its corpus would
+    score about this, so it is the most any column can be expected to reach at this sample size."""
+    import random
+
+    files = sorted(str(p) for p in Path(args.corpus).rglob("*.mid"))
+    chosen = random.Random(args.seed).sample(files, min(args.samples, len(files)))
+    takes = args.out / "reference"
+    takes.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(chosen):
+        midi.write_midi(midi.decode_tokens(midi.read_prime(f, args.seconds)), takes / f"excerpt-{i + 1:02d}.mid")
+    report = compare_files([str(takes)], [args.corpus])
+    (args.out / "compare-reference.json").write_text(json.dumps(report, indent=2))
+    excerpts = sorted(takes.glob("excerpt-*.mid"))
+    return {"report": report, "features": {f["name"]: f for f in report["features"]},
+            "long": long_note_share(excerpts, LONG_SECONDS)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="data/bach")
@@ -127,38 +152,30 @@ def main() -> None:
     parser.add_argument("--temp", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "music-quality")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the corpus excerpts against the corpus: the yardstick, in about a minute")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    results = {version: measure(version, args) for version in VERSIONS}
+    ref = reference(args)
     corpus_files = sorted(str(p) for p in Path(args.corpus).rglob("*.mid"))
     corpus_long = long_note_share(corpus_files, LONG_SECONDS)
+    print(f"\n{args.corpus}; reference: the first {args.seconds:g} s of {args.samples} corpus files "
+          f"(seed {args.seed}), through chargen's encoder and decoder")
+    if args.reference_only:
+        print_table({"reference (corpus excerpts)": ref}, corpus_long)
+        return
+    results = {version: measure(version, args) for version in VERSIONS}
     old, new = results[VERSIONS[0]], results[VERSIONS[1]]
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
-    print(f"\n{args.corpus}, {budget} of training each (defaults), {args.samples} samples x {args.seconds:g} s, "
+    print(f"{budget} of training each (defaults), {args.samples} samples x {args.seconds:g} s, "
           f"seed {args.seed}, temperature {args.temp}\n")
-    print(f"| figure | corpus | v{VERSIONS[0]} (note-off) | v{VERSIONS[1]} (durations) |")
-    print("|---|---:|---:|---:|")
-    for name in old["features"]:
-        c = old["features"][name]["corpus"]
-        corpus = "–" if c["mean"] is None else f"{c['mean']:.3g} ± {c['spread']:.3g}"
-        cells = []
-        for r in (old, new):
-            f = r["features"][name]
-            stats = "" if f["generated"]["mean"] is None else f"{f['generated']['mean']:.3g} ± {f['generated']['spread']:.3g}, "
-            cells.append(f"{stats}overlap {f['overlap']:.3f}")
-        print(f"| {name} | {corpus} | {cells[0]} | {cells[1]} |")
-    print(f"| notes longer than {LONG_SECONDS:g} s | {100 * corpus_long:.2f}% | {100 * old['long']:.2f}% "
-          f"| {100 * new['long']:.2f}% |")
-    print(f"| notes over the corpus's 99.9th percentile | 0.1% | "
-          f"{100 * old['report']['long_notes']['generated_share']:.2f}% "
-          f"| {100 * new['report']['long_notes']['generated_share']:.2f}% |")
-    print(f"| longest run copied from the corpus | | {old['report']['longest_copied_run']['notes']} notes "
-          f"| {new['report']['longest_copied_run']['notes']} notes |")
-    print(f"| validation bits per note | | {old['bits_per_note']:.3f} | {new['bits_per_note']:.3f} |")
-    print(f"| files that parse | | {old['parsed']} | {new['parsed']} |")
-    print(f"| notes without an end | | {old['hanging']} | {new['hanging']} |")
-    print(f"| training steps | | {old['steps']} | {new['steps']} |")
+    print_table({"reference (corpus excerpts)": ref, f"v{VERSIONS[0]} (note-off)": old,
+                 f"v{VERSIONS[1]} (durations)": new}, corpus_long)
+    print(f"| validation bits per note | | | {old['bits_per_note']:.3f} | {new['bits_per_note']:.3f} |")
+    print(f"| files that parse | | | {old['parsed']} | {new['parsed']} |")
+    print(f"| notes without an end | | | {old['hanging']} | {new['hanging']} |")
+    print(f"| training steps | | | {old['steps']} | {new['steps']} |")
 
     poly = new["features"]["polyphony"]
     checks = [
@@ -177,6 +194,28 @@ def main() -> None:
     if any(math.isnan(r["bits_per_note"]) for r in results.values()):
         print("  (a validation figure is missing: the budget ended before the first validation)")
 
+
+def print_table(columns: dict, corpus_long: float) -> None:
+    """One markdown table: the corpus, then each column's statistics and overlaps."""
+    names = list(columns)
+    first = columns[names[0]]["features"]
+    print("| figure | corpus | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for name in first:
+        c = first[name]["corpus"]
+        corpus = "–" if c["mean"] is None else f"{c['mean']:.3g} ± {c['spread']:.3g}"
+        cells = []
+        for r in columns.values():
+            f = r["features"][name]
+            stats = "" if f["generated"]["mean"] is None else f"{f['generated']['mean']:.3g} ± {f['generated']['spread']:.3g}, "
+            cells.append(f"{stats}overlap {f['overlap']:.3f}")
+        print(f"| {name} | {corpus} | " + " | ".join(cells) + " |")
+    print(f"| notes longer than {LONG_SECONDS:g} s | {100 * corpus_long:.2f}% | "
+          + " | ".join(f"{100 * r['long']:.2f}%" for r in columns.values()) + " |")
+    print("| notes over the corpus's 99.9th percentile | 0.1% | "
+          + " | ".join(f"{100 * r['report']['long_notes']['generated_share']:.2f}%" for r in columns.values()) + " |")
+    print("| longest run copied from the corpus | | "
+          + " | ".join(f"{r['report']['longest_copied_run']['notes']} notes" for r in columns.values()) + " |")
 
 if __name__ == "__main__":
     main()

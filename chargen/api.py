@@ -280,7 +280,7 @@ class Model:
         return {
             "checkpoint": None if self.file is None else str(self.file),
             "model": self.config.to_dict(),
-            "vocab": {"kind": self.kind, "size": len(self.vocab)},
+            "vocab": {"kind": self.kind, "size": len(self.vocab), "version": self.vocab.version},
             "parameters": self.network.num_parameters(),
             "step": state.get("step", 0),
             "epoch": _epochs(latest),

@@ -591,7 +591,9 @@ def info(checkpoint_path, as_json):
                   + "".join(f", {name.replace('_', '-')} {m[name]}" for name in ("weight_drop", "embed_dropout", "locked_dropout")
                             if m.get(name))),
         ("parameters", f"{facts['parameters']:,}"),
-        ("vocabulary", f"{vocab.kind}, {len(vocab)} tokens"),
+        ("vocabulary", f"{vocab.kind}, {len(vocab)} tokens"
+                       + (f", version {vocab.version} ({'note durations' if vocab.version >= 3 else 'note-offs'})"
+                          if vocab.kind == "midi" else "")),
         ("trained", f"{facts['step']:,} steps, {facts['epoch']:.2f} epochs, {facts['tokens_seen']:,} tokens, "
                     f"{display.format_duration(facts['training_seconds'])}"),
         ("best val", f"{display.format_bits(facts['best_val_bits'])} bits/{unit}"

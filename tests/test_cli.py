@@ -149,6 +149,9 @@ def test_info_on_a_music_checkpoint_lists_the_event_vocabulary(runner, music_run
     result = runner.invoke(cli, ["info", str(music_run)])
     assert result.exit_code == 0, result.output
     assert "midi" in result.stdout and "duration" in result.stdout and "time shift" in result.stdout
+    assert "version 3 (note durations)" in result.stdout
+    facts = json.loads(runner.invoke(cli, ["info", str(music_run), "--json"]).stdout)
+    assert facts["vocab"] == {"kind": "midi", "size": len(miditokens.vocabulary()), "version": 3}
 
 
 def test_inspect_json_reports_each_file(runner, tmp_path):

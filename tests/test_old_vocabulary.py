@@ -64,6 +64,7 @@ def test_old_vocabulary_checkpoint_takes_a_midi_prime_and_evaluates(old_checkpoi
     result = runner.invoke(cli, ["info", str(old_checkpoint)])
     assert result.exit_code == 0, result.output
     assert "note off" in result.stdout and "off copy" in result.stdout
+    assert "version 2 (note-offs)" in result.stdout
 
 
 def test_unknown_vocabulary_version_is_one_error_line(old_checkpoint, tmp_path):
