@@ -1,14 +1,15 @@
-"""How many threads one-stream sampling runs on: one, or all of torch's, whichever a timing says.
+"""How many threads one-stream sampling runs on: one, or more where a timing says they pay.
 
 One stream reads every recurrent weight once per character (6 MB for a 2x512 LSTM
 in bf16), so its speed is set by memory traffic. A second core adds its own
-bandwidth and cache, which helped bf16 sampling on a quiet 2-core Zen 5 by 1.2-1.9x
+bandwidth and cache, which sped up bf16 sampling on a 2-core Zen 5 VM by 1.1-1.9x
 (docs/benchmarks.md), but a core that is busy with another process makes every
 product wait for a thread that is not running: 20x slower. No fixed choice is
-right everywhere, so StepThreads times a few steps both ways and picks the faster,
-and only if both give bitwise the same numbers (a seed must give the same text
-whatever the choice). If steps later slow down (another process took the second
-core), it falls back to one thread for the rest of the generation.
+right everywhere, so StepThreads times a few steps on 1, 2, 4 and all of torch's
+threads and picks the fastest of those that give bitwise the same numbers as one
+thread (a seed must give the same text whatever the choice). If steps later slow
+down (another process took a core), it falls back to one thread for the rest of
+the generation.
 
     run = StepThreads(step, tokens=10_000)
     logits = run(ids)   # step(ids) on the chosen number of threads
@@ -78,13 +79,15 @@ class StepThreads:
 
 
 def probe(step, most: int) -> tuple[int, float]:
-    """(threads, seconds per step): `most` threads if they are faster than one and give the same
-    logits bit for bit, else 1. The step's state is restored afterwards."""
+    """(threads, seconds per step): of 1, 2, 4 and `most` threads (up to `most`), the fastest
+    that gives the same logits as one thread, bit for bit, and beats one thread by 10%; else 1.
+    The step's state is restored afterwards."""
+    counts = sorted({1, most} | {n for n in (2, 4) if n < most})
     state = [t.clone() for t in step.state]
     ids = torch.zeros(step.h.shape[1], dtype=torch.long)
-    seconds, logits = {1: float("inf"), most: float("inf")}, {}
-    for _ in range(2):  # interleaved, best of two: a moment's noise hits both
-        for n in (1, most):
+    seconds, logits = dict.fromkeys(counts, float("inf")), {}
+    for _ in range(2):  # interleaved, best of two: a moment's noise hits every count alike
+        for n in counts:
             for saved, live in zip(state, step.state):
                 live.copy_(saved)
             with num_threads(n):
@@ -97,8 +100,10 @@ def probe(step, most: int) -> tuple[int, float]:
             logits[n] = out.clone()
     for saved, live in zip(state, step.state):
         live.copy_(saved)
-    if torch.equal(logits[1], logits[most]) and seconds[most] <= FASTER_BY * seconds[1]:
-        return most, seconds[most]
+    same = [n for n in counts if torch.equal(logits[n], logits[1])]
+    fastest = min(same, key=lambda n: seconds[n])
+    if seconds[fastest] <= FASTER_BY * seconds[1]:
+        return fastest, seconds[fastest]
     return 1, seconds[1]
 
 

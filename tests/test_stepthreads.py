@@ -34,12 +34,13 @@ def fake_clock(monkeypatch, seconds_per_call: dict):
 class CountingStep:
     """A stand-in for FusedStep: counts calls, and its logits may depend on the thread count."""
 
-    def __init__(self, differs_by_threads=False):
+    def __init__(self, differs_by_threads=False, differs_at=()):
         self.h = torch.zeros(1, 1, 4)
         self.c = None
-        self.signature = ("fake", differs_by_threads)
+        self.signature = ("fake", differs_by_threads, differs_at)
         self.calls = 0
         self.differs = differs_by_threads
+        self.differs_at = differs_at
 
     @property
     def state(self):
@@ -48,7 +49,8 @@ class CountingStep:
     def __call__(self, ids):
         self.calls += 1
         self.h += 1
-        extra = torch.get_num_threads() if self.differs else 0
+        threads = torch.get_num_threads()
+        extra = threads if self.differs or threads in self.differs_at else 0
         return self.h[0] + extra
 
 
@@ -67,6 +69,17 @@ def test_more_threads_that_change_the_numbers_are_never_chosen(two_threads, monk
 def test_more_threads_that_are_not_faster_are_not_chosen(two_threads, monkeypatch):
     fake_clock(monkeypatch, {1: 1.0, 2: 0.95})
     assert probe(CountingStep(), 2)[0] == 1
+
+
+def test_of_several_thread_counts_the_fastest_that_keeps_the_numbers_wins(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        fake_clock(monkeypatch, {1: 1.0, 2: 0.7, 4: 0.5})
+        assert probe(CountingStep(), 4)[0] == 4
+        assert probe(CountingStep(differs_at=(4,)), 4)[0] == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_short_generation_skips_the_probe_and_a_long_one_is_remembered(two_threads, monkeypatch):
