@@ -253,10 +253,14 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     assert result.exit_code == 0, result.output
     assert "--dropout 0.3 (chosen for" in result.stderr
     assert checkpoint.load(tmp_path / "a" / "last.pt")["model_config"]["dropout"] == 0.3
-    monkeypatch.setattr(runs, "SMALL_CORPUS_TOKENS", 100)  # the same corpus, now "large"
+    monkeypatch.setattr(runs, "SMALL_CORPUS_TOKENS", 100)  # the same corpus, now of medium size
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
-    assert checkpoint.load(tmp_path / "b" / "last.pt")["model_config"]["dropout"] == 0.0
+    assert checkpoint.load(tmp_path / "b" / "last.pt")["model_config"]["dropout"] == 0.2
+    monkeypatch.setattr(runs, "LARGE_CORPUS_TOKENS", 200)  # and now large
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(tmp_path / "d" / "last.pt")["model_config"]["dropout"] == 0.0
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--dropout", "0.1",
                                  "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
