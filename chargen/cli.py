@@ -169,7 +169,7 @@ def main():
 @click.option("--layers", "num_layers", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "num_layers"), show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", "hidden_size", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "hidden_size"), show_default=True, help="Hidden units per layer.")
 @click.option("--embed", "embed_dim", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "embed_dim"), show_default=True, help="Embedding size.")
-@click.option("--dropout", type=Real(0, 1, max_open=True), help="Dropout between layers (default: 0.3 for corpora under 500k tokens, 0.2 under 10M, else 0).")
+@click.option("--dropout", type=Real(0, 1, max_open=True), help="Dropout between layers (default: 0.3 for corpora under 500k tokens; 0.2 under 10M when the budget reads them 3+ times; else 0).")
 @click.option("--weight-drop", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "weight_drop"), show_default=True, help="DropConnect on the recurrent weights (AWD-LSTM), a new mask each step.")
 @click.option("--embed-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "embed_dropout"), show_default=True, help="Locked dropout on the embedding output: one mask per stream and window.")
 @click.option("--locked-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "locked_dropout"), show_default=True, help="Locked dropout between layers and before the output layer: one mask per stream and window.")

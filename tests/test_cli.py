@@ -254,11 +254,13 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     assert "--dropout 0.3 (chosen for" in result.stderr
     assert checkpoint.load(tmp_path / "a" / "last.pt")["model_config"]["dropout"] == 0.3
     monkeypatch.setattr(runs, "SMALL_CORPUS_TOKENS", 100)  # the same corpus, now of medium size
-    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "b")])
-    assert result.exit_code == 0, result.output
-    assert checkpoint.load(tmp_path / "b" / "last.pt")["model_config"]["dropout"] == 0.2
+    for budget, expected in ((["--epochs", "3"], 0.2), (["--steps", "1"], 0.0)):  # read 3 times; a short run
+        out = tmp_path / f"medium{budget[0]}"
+        result = runner.invoke(cli, ["train", str(tiny_corpus), *budget, *TINY_TRAIN_ARGS, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert checkpoint.load(out / "last.pt")["model_config"]["dropout"] == expected, budget
     monkeypatch.setattr(runs, "LARGE_CORPUS_TOKENS", 200)  # and now large
-    result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "d")])
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "--epochs", "3", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert checkpoint.load(tmp_path / "d" / "last.pt")["model_config"]["dropout"] == 0.0
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--dropout", "0.1",
@@ -266,6 +268,21 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     assert result.exit_code == 0, result.output
     assert "chosen for" not in result.stderr
     assert checkpoint.load(tmp_path / "c" / "last.pt")["model_config"]["dropout"] == 0.1
+
+
+@pytest.mark.parametrize("budget, expected", [
+    (dict(minutes=10), 0.2), (dict(minutes=9.5), 0.0), (dict(minutes=2), 0.0),
+    (dict(epochs=10), 0.2), (dict(epochs=2), 0.0),
+    (dict(steps=3000), 0.2), (dict(steps=2000), 0.0),  # 3,000 x 16 x 64 tokens: 4.9 passes; 2,000: 2.0
+    (dict(minutes=30, steps=2000), 0.0), (dict(minutes=5, epochs=10), 0.0),  # the nearest budget decides
+])
+def test_medium_corpora_get_dropout_only_for_runs_that_read_them_several_times(budget, expected):
+    from chargen.run import auto_dropout
+    from chargen.train import TrainConfig
+
+    assert auto_dropout(1_000_000, TrainConfig(**budget)) == expected
+    assert auto_dropout(400_000, TrainConfig(**budget)) == 0.3  # small corpora: always
+    assert auto_dropout(20_000_000, TrainConfig(**budget)) == 0.0  # large: never
 
 
 # -- sample, eval and info over the Python API (issues 10 and 14) ----------------------------------
