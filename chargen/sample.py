@@ -168,6 +168,21 @@ class FusedStep:
         self.gates = self.h.new_empty(B, G * H)  # (B, G*H) input + recurrent pre-activations
         self.gates_hh = self.h.new_empty(B, G * H) if self.cell == "gru" else None
         self.logits = self.h.new_empty(B, config.vocab_size)
+        # Views into the state and the buffers, made once: slicing a tensor costs a few
+        # microseconds, and a step would otherwise slice some twenty times.
+        self.h_layers = self.h.unbind(0)
+        self.c_layers = self.c.unbind(0) if self.c is not None else None
+        g, gh = self.gates, self.gates_hh
+        if self.cell == "lstm":
+            self.sigmoid_gates, self.candidate = g[:, : 3 * H], g[:, 3 * H :]
+            self.input_gate, self.forget_gate, self.output_gate = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
+        elif self.cell == "gru":
+            self.reset_update, self.reset_update_hh = g[:, : 2 * H], gh[:, : 2 * H]
+            self.reset_gate, self.update_gate = g[:, :H], g[:, H : 2 * H]
+            self.candidate, self.candidate_hh = g[:, 2 * H :], gh[:, 2 * H :]
+        if self.bf16:
+            self.h_bf16 = self.h.new_empty(B, H, dtype=torch.bfloat16)
+            self.x_half, self.h_half = self.xh[:, :H], self.xh[:, H:]
 
     @property
     def state(self) -> list[torch.Tensor]:
@@ -182,59 +197,60 @@ class FusedStep:
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         """Advance every stream by its token in ids (B,); return the next logits (B, V), a reused buffer."""
         x = None
-        for layer in range(len(self.layers)):
-            h, gates = self.h[layer], self.gates
+        for layer, h in enumerate(self.h_layers):
             # The pre-activations: gates = input part + recurrent part (GRU: its recurrent part apart).
-            gh = self._bf16_products(layer, ids, x, h) if self.bf16 else self._fp32_products(layer, ids, x, h)
-            if self.cell == "lstm":  # gates in the order (input, forget, output, candidate)
-                H = h.shape[1]
-                gates[:, : 3 * H].sigmoid_()
-                g = gates[:, 3 * H :].tanh_()
-                c = self.c[layer]
-                c.mul_(gates[:, H : 2 * H]).addcmul_(gates[:, :H], g)
-                torch.tanh(c, out=h)
-                h.mul_(gates[:, 2 * H : 3 * H])
-            elif self.cell == "gru":
-                H = h.shape[1]
-                gates[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # reset r, update z
-                n = gates[:, 2 * H :].addcmul_(gates[:, :H], gh[:, 2 * H :]).tanh_()  # candidate
-                h.sub_(n).mul_(gates[:, H : 2 * H]).add_(n)  # h' = (1 - z) * n + z * h
+            if self.bf16:
+                self._bf16_products(layer, ids, x, h)
             else:
-                torch.tanh(gates, out=h)
+                self._fp32_products(layer, ids, x, h)
+            if self.cell == "lstm":  # gates in the order (input, forget, output, candidate)
+                self.sigmoid_gates.sigmoid_()
+                self.candidate.tanh_()
+                c = self.c_layers[layer]
+                c.mul_(self.forget_gate).addcmul_(self.input_gate, self.candidate)
+                torch.tanh(c, out=h)
+                h.mul_(self.output_gate)
+            elif self.cell == "gru":
+                self.reset_update.add_(self.reset_update_hh).sigmoid_()
+                n = self.candidate.addcmul_(self.reset_gate, self.candidate_hh).tanh_()
+                h.sub_(n).mul_(self.update_gate).add_(n)  # h' = (1 - z) * n + z * h
+            else:
+                torch.tanh(self.gates, out=h)
             x = h
         if self.head is not None:
             return self.logits.copy_(self.head(x.to(torch.bfloat16)))
         return torch.addmm(self.head_b, x, self.head_w, out=self.logits)
 
-    def _fp32_products(self, layer, ids, x, h):
-        """Fill self.gates (and, for a GRU, self.gates_hh, returned) with fp32 products."""
+    def _fp32_products(self, layer, ids, x, h) -> None:
+        """Fill self.gates (and, for a GRU, self.gates_hh) with fp32 products."""
         w_in, b_in, w_hh, b_hh = self.layers[layer]
         if layer == 0:
             torch.index_select(w_in, 0, ids, out=self.gates)
         else:
             torch.addmm(b_in, x, w_in, out=self.gates)
         if self.cell == "gru":
-            return torch.addmm(b_hh, h, w_hh, out=self.gates_hh)
-        self.gates.addmm_(h, w_hh)
-        return None
+            torch.addmm(b_hh, h, w_hh, out=self.gates_hh)
+        else:
+            self.gates.addmm_(h, w_hh)
 
-    def _bf16_products(self, layer, ids, x, h):
+    def _bf16_products(self, layer, ids, x, h) -> None:
         """As _fp32_products, with the products in bf16 (accumulated in fp32 by oneDNN)."""
         first, second = self.layers[layer]
         if layer == 0:  # first: the fp32 lookup table; second: the recurrent product
             torch.index_select(first, 0, ids, out=self.gates)
-            recurrent = second(h.to(torch.bfloat16))
+            recurrent = second(self.h_bf16.copy_(h))
         elif second is None:  # LSTM, RNN: one product of [x, h]
-            torch.cat((x, h), dim=1, out=self.xh)
+            self.x_half.copy_(x)
+            self.h_half.copy_(h)
             self.gates.copy_(first(self.xh))
-            return None
+            return
         else:  # GRU: input and recurrent products apart
-            self.gates.copy_(first(x.to(torch.bfloat16)))
-            recurrent = second(h.to(torch.bfloat16))
+            self.gates.copy_(first(self.h_bf16.copy_(x)))
+            recurrent = second(self.h_bf16.copy_(h))
         if self.cell == "gru":
-            return self.gates_hh.copy_(recurrent)
-        self.gates.add_(recurrent)
-        return None
+            self.gates_hh.copy_(recurrent)
+        else:
+            self.gates.add_(recurrent)
 
 
 def _lstm_gate_order(H: int) -> torch.Tensor:
