@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -127,8 +128,6 @@ def reference(args) -> dict:
     of each through the same encoder and decoder a sample goes through, compared with the
     corpus like the samples. A model that wrote music indistinguishable from its corpus would
     score about this, so it is the most any column can be expected to reach at this sample size."""
-    import random
-
     files = sorted(str(p) for p in Path(args.corpus).rglob("*.mid"))
     chosen = random.Random(args.seed).sample(files, min(args.samples, len(files)))
     takes = args.out / "reference"

@@ -78,12 +78,12 @@ def auto_dropout(train_tokens: int, config: TrainConfig) -> float:
     """
     if train_tokens < SMALL_CORPUS_TOKENS:
         return SMALL_CORPUS_DROPOUT
-    if train_tokens >= LARGE_CORPUS_TOKENS or short_budget(train_tokens, config):
+    if train_tokens >= LARGE_CORPUS_TOKENS or _short_budget(train_tokens, config):
         return 0.0
     return MEDIUM_CORPUS_DROPOUT
 
 
-def short_budget(train_tokens: int, config: TrainConfig) -> bool:
+def _short_budget(train_tokens: int, config: TrainConfig) -> bool:
     """Whether the run's budget (the nearest of its minutes, steps and epochs) is short:
     under SHORT_RUN_MINUTES minutes, or under SHORT_RUN_EPOCHS passes over the corpus."""
     passes = []

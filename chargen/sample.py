@@ -156,14 +156,13 @@ class FusedStep:
             else:
                 w_in = w_ih.t().contiguous()  # (H, G*H): contiguous for a fast addmm
             self.layers.append((w_in, b_in, w_hh.t().contiguous(), None if fold_hh else b_hh))
-        if self.bf16:
-            self.xh = self.h.new_empty(B, 2 * H, dtype=torch.bfloat16)  # [x, h] of layers 2+
         # The output layer in bf16 only when it is big: a small one (a character vocabulary)
         # fits in the core's cache, where oneDNN's bf16 call costs more than the fp32 product.
         self.head = None
         if self.bf16 and model.head.weight.numel() * 4 > SMALL_HEAD_BYTES:
             self.head = Bf16Linear(model.head.weight, model.head.bias, B)
-        self.head_w, self.head_b = model.head.weight.t().contiguous(), model.head.bias
+        else:
+            self.head_w, self.head_b = model.head.weight.t().contiguous(), model.head.bias
         self.signature = (self.cell, str(dtype), L, B, H, config.vocab_size)  # what its speed depends on
         self.gates = self.h.new_empty(B, G * H)  # (B, G*H) input + recurrent pre-activations
         self.gates_hh = self.h.new_empty(B, G * H) if self.cell == "gru" else None
@@ -180,8 +179,9 @@ class FusedStep:
             self.reset_update, self.reset_update_hh = g[:, : 2 * H], gh[:, : 2 * H]
             self.reset_gate, self.update_gate = g[:, :H], g[:, H : 2 * H]
             self.candidate, self.candidate_hh = g[:, 2 * H :], gh[:, 2 * H :]
-        if self.bf16:
-            self.h_bf16 = self.h.new_empty(B, H, dtype=torch.bfloat16)
+        if self.bf16:  # the bf16 inputs of the products
+            self.row_bf16 = self.h.new_empty(B, H, dtype=torch.bfloat16)  # h (layer 1; a GRU's x and h)
+            self.xh = self.h.new_empty(B, 2 * H, dtype=torch.bfloat16)  # [x, h] of an LSTM's or RNN's layers 2+
             self.x_half, self.h_half = self.xh[:, :H], self.xh[:, H:]
 
     @property
@@ -238,15 +238,15 @@ class FusedStep:
         first, second = self.layers[layer]
         if layer == 0:  # first: the fp32 lookup table; second: the recurrent product
             torch.index_select(first, 0, ids, out=self.gates)
-            recurrent = second(self.h_bf16.copy_(h))
+            recurrent = second(self.row_bf16.copy_(h))
         elif second is None:  # LSTM, RNN: one product of [x, h]
             self.x_half.copy_(x)
             self.h_half.copy_(h)
             self.gates.copy_(first(self.xh))
             return
         else:  # GRU: input and recurrent products apart
-            self.gates.copy_(first(self.h_bf16.copy_(x)))
-            recurrent = second(self.h_bf16.copy_(h))
+            self.gates.copy_(first(self.row_bf16.copy_(x)))
+            recurrent = second(self.row_bf16.copy_(h))
         if self.cell == "gru":
             self.gates_hh.copy_(recurrent)
         else:
