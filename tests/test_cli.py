@@ -330,6 +330,26 @@ def test_sample_piped_into_head_exits_0_quietly(trained_run):
     assert errors.decode() == ""
 
 
+def test_sample_text_reaches_a_pipe_while_it_is_generated(trained_run):
+    """One sample is streamed: its first text arrives long before the generation ends."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent.parent)}
+    sample = subprocess.Popen([sys.executable, "-m", "chargen", "sample", str(trained_run), "--length", "100000000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        readable, _, _ = select.select([sample.stdout], [], [], 60)
+        assert readable, "no text within 60 s"
+        assert os.read(sample.stdout.fileno(), 1 << 16)
+        assert sample.poll() is None  # 100 million characters would take hours: it is still generating
+    finally:
+        sample.kill()
+        sample.wait()
+
+
 def test_music_seconds_and_length_whichever_comes_first(runner, music_run, tmp_path):
     """Issue 14.14: --seconds 60 --length 10 ignored --length."""
     out = tmp_path / "short.mid"
