@@ -44,10 +44,11 @@ def main(argv=None) -> None:
         layouts.insert(0, DEFAULT)
     info = machine()
     print(f"{info['cpu']} ({', '.join(info['bf16_flags']) or 'no bf16 flags'}), {info['threads']} threads, torch {info['torch']}")
-    ids = load_corpus([str(CORPUS)]).train
+    corpus = load_corpus([str(CORPUS)])
+    ids = corpus.train
     for precision in ["fp32"] + (["bf16"] if precisions.bf16_support("cpu")[1] else []):
         torch.manual_seed(0)
-        model = CharRNN(ModelConfig(vocab_size=int(ids.max()) + 1, **(SHAPE | {"dropout": 0.2})))  # the default dropout here
+        model = CharRNN(ModelConfig(vocab_size=len(corpus.vocab), **(SHAPE | {"dropout": 0.2})))  # the default dropout here
         optimizer = make_optimizer(model, TrainConfig())
         states = {layout: TrainState() for layout in layouts}  # each carries its own layout's hidden state
         seconds: dict[tuple[int, int], list[float]] = {layout: [] for layout in layouts}

@@ -350,6 +350,24 @@ def test_sample_text_reaches_a_pipe_while_it_is_generated(trained_run):
         sample.wait()
 
 
+def test_streamed_text_is_all_written_in_order_even_when_interrupted(capsys):
+    """The 30 ms flush batches pieces, never drops or reorders them, and on Ctrl-C writes
+    what was generated before the interrupt."""
+    from chargen.cli import _stream_to_stdout
+
+    _stream_to_stdout("All:", iter(["a", "b", "\n", "é"]))
+    assert capsys.readouterr().out == "All:ab\né\n"
+
+    def interrupted():
+        yield "to be"
+        yield ", or not"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _stream_to_stdout("", interrupted())
+    assert capsys.readouterr().out == "to be, or not"
+
+
 def test_music_seconds_and_length_whichever_comes_first(runner, music_run, tmp_path):
     """Issue 14.14: --seconds 60 --length 10 ignored --length."""
     out = tmp_path / "short.mid"
