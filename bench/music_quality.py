@@ -36,15 +36,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chargen import checkpoint, midi, miditokens  # noqa: E402
-from chargen.compare import compare_files  # noqa: E402
-from chargen.corpus import load_corpus  # noqa: E402
+from chargen.training import checkpoint  # noqa: E402
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
+from chargen.data.compare import compare_files  # noqa: E402
+from chargen.data.corpus import load_corpus  # noqa: E402
 
 VERSIONS = (2, miditokens.MIDI_VOCAB_VERSION)
 LONG_SECONDS = 4.0  # the "notes longer than 4 s"
 # A process that trains with a chosen vocabulary: new runs encode their corpus in
 # miditokens.MIDI_VOCAB_VERSION, so the old vocabulary is trained by the same code path.
-TRAIN_WITH_VERSION = ("import sys; import chargen.miditokens as m; m.MIDI_VOCAB_VERSION = int(sys.argv.pop(1)); "
+TRAIN_WITH_VERSION = ("import sys; import chargen.music.vocabulary as m; m.MIDI_VOCAB_VERSION = int(sys.argv.pop(1)); "
                       "from chargen.cli import main; sys.argv[0] = 'chargen'; main()")
 
 

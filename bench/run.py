@@ -37,10 +37,10 @@ import torch  # noqa: E402
 from bench import baseline, scale  # noqa: E402
 from chargen import precision as precisions  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
-from chargen.run import make_optimizer  # noqa: E402
-from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, generate  # noqa: E402
-from chargen.stepthreads import PROBE_ABOVE_TOKENS, StepThreads  # noqa: E402
-from chargen.train import TrainConfig, TrainState, train  # noqa: E402
+from chargen.training.run import make_optimizer  # noqa: E402
+from chargen.sampling.generate import PARALLEL_STREAMS, FusedStep, SampleConfig, generate  # noqa: E402
+from chargen.sampling.threads import PROBE_ABOVE_TOKENS, StepThreads  # noqa: E402
+from chargen.training.loop import TrainConfig, TrainState, train  # noqa: E402
 
 CORPUS = ROOT / "data" / "tinyshakespeare.txt"
 SHAPE = dict(num_layers=2, hidden_size=512, embed_dim=64, dropout=0.1)  # the throughput rows' model
@@ -247,7 +247,7 @@ def main(argv=None) -> dict:
         _ttq_rows(args, results, rows)
         return _finish(rows, info, results, args)
 
-    from chargen.corpus import load_corpus
+    from chargen.data.corpus import load_corpus
 
     corpus = load_corpus([str(CORPUS)])
     # bf16 rows wherever a bf16 pass works (natively fast or not: the rows then show it).

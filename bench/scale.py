@@ -26,10 +26,10 @@ SPRINKLE = "αβγδλπΩЖшщюяéèüñçøß中文字😀🎵→✓"
 CHILD_LOAD = r"""
 import json, sys, time
 import chargen, torch  # imported before the clock starts: the rows time loading, not imports
-from chargen.corpus import load_corpus
+from chargen.data.corpus import load_corpus
 from chargen.model import CharRNN, ModelConfig
-from chargen.run import make_optimizer
-from chargen.train import TrainConfig, TrainState, train
+from chargen.training.run import make_optimizer
+from chargen.training.loop import TrainConfig, TrainState, train
 t = time.perf_counter()
 if sys.argv[2] == "baseline":  # the textbook way: read it all, one Python int per character
     text = open(sys.argv[1], encoding="utf-8").read()
@@ -80,7 +80,7 @@ def _child(path: Path, mode: str) -> dict:
 
 def bench_scale(sizes_mb: list[int], baseline_up_to_mb: int = 100) -> list[dict]:
     """Load time and peak RSS per corpus size: first load, cached load, and the textbook baseline."""
-    from chargen import cache
+    from chargen.data import cache
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="chargen-bench-") as tmp:
@@ -102,11 +102,11 @@ def bench_scale(sizes_mb: list[int], baseline_up_to_mb: int = 100) -> list[dict]
 
 def bench_midi(data_dir: Path) -> dict:
     """Files/s and notes/s of chargen.midi.encode_file over the shipped MIDI files, if it exists yet."""
-    from chargen import midi
+    from chargen.music import midifile as midi
 
     if not hasattr(midi, "encode_file"):
         return {"skipped": "skipped: chargen.midi has no encode_file yet (midi branch)"}
-    from chargen.miditokens import MIDI_EXTENSIONS
+    from chargen.music.vocabulary import MIDI_EXTENSIONS
 
     files = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in MIDI_EXTENSIONS)
     if not files:
@@ -114,7 +114,7 @@ def bench_midi(data_dir: Path) -> dict:
     import mido
 
     notes = sum(1 for f in files for msg in mido.MidiFile(f) if msg.type == "note_on" and msg.velocity > 0)
-    from chargen.corpus import load_corpus
+    from chargen.data.corpus import load_corpus
 
     timings = []
     for _ in range(2):  # the second pass is what a later run sees (OS file cache warm; a MIDI token cache if any)
@@ -128,7 +128,7 @@ def bench_midi(data_dir: Path) -> dict:
 def bench_ttq(corpus: Path, minutes: list[float], extra_args: tuple[str, ...] = ()) -> list[dict]:
     """Validation bits/char after training with the default settings (plus `extra_args`)
     for each budget, one run each."""
-    from chargen import checkpoint
+    from chargen.training import checkpoint
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="chargen-ttq-") as tmp:

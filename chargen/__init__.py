@@ -10,6 +10,8 @@ From Python (docs/python-api.md):
     import chargen
     model = chargen.load("checkpoints/tinyshakespeare-20261121-120000")
     print(model.generate("ROMEO:", length=200, temperature=0.8))
+
+This file holds the public API only; docs/architecture.md maps the package.
 """
 
 import warnings
@@ -20,15 +22,8 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 __version__ = "0.1.0"
 
-import importlib  # noqa: E402
-
-# chargen.train is the function below, and chargen/train.py the training loop. Python sets a
-# package attribute to a submodule when that submodule is first imported; importing the loop
-# here, first, means no later "from chargen.train import ..." can rebind chargen.train.
-importlib.import_module("chargen.train")
-
 from chargen.api import Model, State, load  # noqa: E402
 from chargen.errors import ArgumentError, ChargenError  # noqa: E402
-from chargen.training import train  # noqa: E402
+from chargen.training.api import train  # noqa: E402
 
 __all__ = ["ArgumentError", "ChargenError", "Model", "State", "__version__", "load", "train"]

@@ -32,12 +32,12 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen import checkpoint
+from chargen.training import checkpoint
 from chargen.device import random_generator, resolve_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, Precision, choose_precision
-from chargen.sample import SampleConfig, generate, generate_music, generate_text, read
+from chargen.sampling.generate import SampleConfig, generate, generate_music, generate_text, read
 from chargen.vocab import Vocab
 
 DEFAULT_LENGTH = 1000  # tokens generated when neither length nor seconds is given
@@ -236,7 +236,7 @@ class Model:
 
     def score_ids(self, ids: torch.Tensor, batch_size: int = 32) -> float:
         """Bits per token of token ids (N,) under the model; see score()."""
-        from chargen.train import evaluate
+        from chargen.training.loop import evaluate
 
         if len(ids) < 2:
             raise ArgumentError("text", f"is too short to score: it has {len(ids)} token(s), at least 2 are needed")
@@ -246,7 +246,7 @@ class Model:
     def score_file(self, path: PathLike, batch_size: int = 32) -> "FileScore":
         """Bits per character (per token, for music) of a text file, or of a MIDI file or
         folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
-        from chargen.corpus import load_corpus
+        from chargen.data.corpus import load_corpus
 
         # The file is read as the model's corpus was: a model from before --line-endings kept them.
         corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0, vocab=self.vocab,
@@ -350,7 +350,8 @@ class Model:
     def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
                         seconds, prime_seconds, tempo, program, include_prime=True):
         """MIDI files for n samples; every option is checked before any work."""
-        from chargen import midi, miditokens
+        from chargen.music import midifile as midi
+        from chargen.music import vocabulary as miditokens
 
         miditokens.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
         _check_positive("seconds", seconds)

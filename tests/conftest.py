@@ -129,7 +129,7 @@ def deny_reading(monkeypatch, path):
     permissions, so there the corpus loader is handed the error everyone else gets."""
     import os
 
-    from chargen import corpus
+    from chargen.data import corpus
 
     os.chmod(path, 0)
     if os.geteuid() != 0:

@@ -14,8 +14,9 @@ from hypothesis import given, settings, strategies as st
 
 import chargen
 from chargen import device as devices
+from chargen.training import checkpoint
 from chargen.cli import cli
-from chargen.sample import SampleConfig, generate
+from chargen.sampling.generate import SampleConfig, generate
 from conftest import TINY_LAYOUT, TINY_MODEL, TINY_TEXT, TINY_TRAIN_ARGS
 
 
@@ -275,7 +276,7 @@ def test_train_makes_the_same_run_as_the_cli(run, tmp_path, capsys):
     directory = chargen.train(corpus, out=tmp_path / "api-run", steps=10, callback=lambda e, i: events.append(e),
                               **TINY_TRAIN_OPTIONS)
     assert directory == tmp_path / "api-run"
-    ours, theirs = (chargen.checkpoint.load(d / "last.pt") for d in (directory, run))
+    ours, theirs = (checkpoint.load(d / "last.pt") for d in (directory, run))
     assert ours["state"]["step"] == theirs["state"]["step"] == 10
     assert ours["model_state"].keys() == theirs["model_state"].keys()
     assert all(torch.equal(ours["model_state"][k], theirs["model_state"][k]) for k in ours["model_state"])
@@ -293,7 +294,7 @@ def test_train_resumes_and_accepts_the_cli_spellings(tmp_path, capsys):
     directory = chargen.train([corpus], out=tmp_path / "run", steps=5, progress=False, **options)
     assert capsys.readouterr().err == ""
     assert chargen.train(resume=directory, steps=10, progress=False) == directory
-    assert chargen.checkpoint.load(directory / "last.pt")["state"]["step"] == 10
+    assert checkpoint.load(directory / "last.pt")["state"]["step"] == 10
     with pytest.raises(chargen.ChargenError, match="hidden_size 32"):
         chargen.train(resume=directory, steps=15, hidden_size=32, progress=False)
 
@@ -310,13 +311,17 @@ def test_train_refuses_unknown_and_out_of_range_options_before_reading(tmp_path,
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_chargen_train_stays_the_function_after_the_training_loop_is_imported():
-    import importlib
+def test_chargen_train_is_the_function_whatever_is_imported():
+    """chargen.train is the function, and no module of that name can shadow it: the loop lives
+    in chargen.training.loop, and importing any training module leaves chargen.train alone."""
+    import importlib.util
 
-    importlib.import_module("chargen.train")
-    from chargen.train import TrainConfig  # noqa: F401
+    for name in ("chargen.training.loop", "chargen.training.run", "chargen.training.api"):
+        importlib.import_module(name)
+    from chargen.training.api import train
 
-    assert chargen.train is chargen.training.train
+    assert chargen.train is train and callable(chargen.train)
+    assert importlib.util.find_spec("chargen.train") is None
 
 
 # -- docs/python-api.md: every python block, in order, as one session ---------------------------------

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from chargen.batching import batchify, fit_layout, get_window, num_windows
+from chargen.data.batching import batchify, fit_layout, get_window, num_windows
 from chargen.errors import CorpusError
 
 

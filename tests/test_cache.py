@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from chargen import cache
-from chargen.corpus import load_corpus, text_tokenizer
+from chargen.data import cache
+from chargen.data.corpus import load_corpus, text_tokenizer
 
 
 @pytest.fixture
@@ -95,7 +95,8 @@ def test_midi_ids_are_cached_per_file_and_keyed_by_vocabulary_version(tmp_path, 
     import shutil
     from pathlib import Path
 
-    from chargen import midi, miditokens
+    from chargen.music import midifile as midi
+    from chargen.music import vocabulary as miditokens
 
     songs = tmp_path / "songs"
     songs.mkdir()

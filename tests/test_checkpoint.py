@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargen import checkpoint
+from chargen.training import checkpoint
 from chargen.errors import CheckpointError
 from chargen.model import ModelConfig
 from chargen.vocab import Vocab

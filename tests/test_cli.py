@@ -8,7 +8,9 @@ import mido
 import pytest
 from click.testing import CliRunner
 
-from chargen import __version__, checkpoint, miditokens
+from chargen import __version__
+from chargen.training import checkpoint
+from chargen.music import vocabulary as miditokens
 from chargen.cli import cli
 from conftest import TINY_MODEL, TINY_RUN_STEPS, TINY_TEXT, TINY_TRAIN_ARGS
 
@@ -172,7 +174,7 @@ def test_inspect_json_reports_each_file(runner, tmp_path):
 
 
 def test_inspect_never_rounds_a_loss_up_to_100_percent():
-    from chargen import display
+    from chargen.cli import display
 
     assert display.format_share(3332, 3333) == "99.9%"  # 99.97%
     assert display.format_share(8, 8) == "100.0%"
@@ -229,8 +231,8 @@ def test_cli_defaults_match_the_config_dataclasses():
     from dataclasses import MISSING, fields
 
     from chargen.model import ModelConfig
-    from chargen.sample import SampleConfig
-    from chargen.train import TrainConfig
+    from chargen.sampling.generate import SampleConfig
+    from chargen.training.loop import TrainConfig
 
     checked = 0
     for command, configs in [("train", [ModelConfig, TrainConfig]), ("sample", [SampleConfig])]:
@@ -247,7 +249,7 @@ def test_cli_defaults_match_the_config_dataclasses():
 
 
 def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monkeypatch):
-    from chargen import run as runs
+    from chargen.training import run as runs
 
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
@@ -277,8 +279,8 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     (dict(minutes=30, steps=2000), 0.0), (dict(minutes=5, epochs=10), 0.0),  # the nearest budget decides
 ])
 def test_medium_corpora_get_dropout_only_for_runs_that_read_them_several_times(budget, expected):
-    from chargen.run import auto_dropout
-    from chargen.train import TrainConfig
+    from chargen.training.run import auto_dropout
+    from chargen.training.loop import TrainConfig
 
     assert auto_dropout(1_000_000, TrainConfig(**budget)) == expected
     assert auto_dropout(400_000, TrainConfig(**budget)) == 0.3  # small corpora: always

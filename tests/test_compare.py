@@ -10,7 +10,7 @@ import mido
 import pytest
 from click.testing import CliRunner
 
-from chargen import compare
+from chargen.data import compare
 from chargen.cli import cli
 
 HERE = Path(__file__).parent
@@ -145,7 +145,7 @@ def test_cli_needs_a_corpus():
 
 
 def test_compare_never_imports_mido_itself():
-    tree = ast.parse((HERE.parent / "chargen" / "compare.py").read_text(encoding="utf-8"))
+    tree = ast.parse((HERE.parent / "chargen" / "data" / "compare.py").read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name and name.split(".")[0] == "mido" for name in imported)

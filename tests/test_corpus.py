@@ -7,8 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargen import textstream
-from chargen.corpus import load_corpus
+from chargen.data import textstream
+from chargen.data.corpus import load_corpus
 from chargen.errors import CorpusError
 from conftest import deny_reading
 

@@ -18,12 +18,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint, distributed
-from chargen import run as runs
+from chargen.training import checkpoint
+from chargen.training import distributed
+from chargen.training import run as runs
 from chargen.cli import cli
-from chargen.distributed import World
+from chargen.training.distributed import World
 from chargen.errors import ChargenError
-from chargen.train import TrainConfig
+from chargen.training.loop import TrainConfig
 from conftest import TINY_LAYOUT, TINY_MODEL, train_args
 
 REPO = Path(__file__).resolve().parent.parent

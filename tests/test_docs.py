@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import pytest
 
-from chargen import checkpoint
-from chargen import run as runs
+from chargen.training import checkpoint
+from chargen.training import run as runs
 from chargen.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,9 @@ def test_readme_option_defaults_are_the_cli_defaults(command):
 
 def test_every_module_is_in_the_readme_layout_table():
     layout = README.read_text(encoding="utf-8").split("## Layout", 1)[1]
-    modules = {p.name for p in (REPO / "chargen").glob("*.py")} - {"__init__.py", "__main__.py"}
+    package = REPO / "chargen"
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if p.name != "__main__.py"}
+    modules = {m for m in modules if m != "__init__.py" and not (m.endswith("/__init__.py") and not (package / m).read_text().strip())}
     missing = [name for name in sorted(modules) if not re.search(rf"(?<![\w]){re.escape(name)}", layout)]
     assert not missing, f"README's Layout table lacks {missing}"
 

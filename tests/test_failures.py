@@ -15,7 +15,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint, corpus, textstream
+from chargen.training import checkpoint
+from chargen.data import corpus
+from chargen.data import textstream
 from chargen.cli import cli
 from chargen.errors import CheckpointError
 from conftest import TINY_LAYOUT, TINY_RUN_STEPS, TINY_TEXT, assert_clean_error, deny_reading
@@ -326,7 +328,7 @@ def test_an_endless_stream_as_midi_is_refused_by_its_header():
 
 
 def test_a_huge_file_with_a_midi_header_is_refused_unread(tmp_path):
-    from chargen import midi
+    from chargen.music import midifile as midi
 
     huge = tmp_path / "huge.mid"
     with open(huge, "wb") as f:
@@ -547,7 +549,7 @@ def no_music_generation(monkeypatch):
     def generate_music(*args, **kwargs):
         raise AssertionError("music was generated before the options were checked")
 
-    monkeypatch.setattr("chargen.sample.generate_music", generate_music)
+    monkeypatch.setattr("chargen.sampling.generate.generate_music", generate_music)
     monkeypatch.setattr("chargen.api.generate_music", generate_music, raising=False)
 
 

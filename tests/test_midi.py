@@ -16,9 +16,10 @@ import mido
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from chargen import midi, miditokens
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
 from chargen.errors import MidiError
-from chargen.roundtrip import measure_roundtrip
+from chargen.music.roundtrip import measure_roundtrip
 from chargen.vocab import Vocab
 
 HERE = Path(__file__).parent

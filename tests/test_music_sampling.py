@@ -13,7 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint, midi, miditokens
+from chargen.training import checkpoint
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
 from chargen.cli import cli
 from chargen.model import CharRNN, ModelConfig
 

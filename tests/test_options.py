@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from chargen.cli import MAX_INT, build, cli
 from chargen.model import ModelConfig
-from chargen.sample import SampleConfig
-from chargen.train import TrainConfig
+from chargen.sampling.generate import SampleConfig
+from chargen.training.loop import TrainConfig
 from conftest import TINY_TRAIN_ARGS
 
 README = Path(__file__).parent.parent / "README.md"

@@ -9,7 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import checkpoint, precision
+from chargen import precision
+from chargen.training import checkpoint
 from chargen.cli import cli
 from chargen.errors import ChargenError
 from chargen.precision import choose_precision

@@ -21,10 +21,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen import atomic, checkpoint
-from chargen import run as runs
+from chargen import atomic
+from chargen.training import checkpoint
+from chargen.training import run as runs
 from chargen.cli import cli
-from chargen.train import TrainConfig
+from chargen.training.loop import TrainConfig
 from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, train_args
 
 REPO = Path(__file__).resolve().parents[1]

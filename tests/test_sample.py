@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from chargen import precision
-from chargen import sample as sample_module
+from chargen.sampling import generate as sample_module
 from chargen.model import CharRNN, map_hidden
-from chargen.sample import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
-from chargen.train import TrainConfig, TrainState, train
+from chargen.sampling.generate import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
+from chargen.training.loop import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
 from conftest import TINY_LAYOUT, tiny_model
 
@@ -261,8 +261,8 @@ def test_music_seconds_count_only_the_new_music():
     """Issue 10, bug 3: with a MIDI prime, --seconds counted the prime too, so a 3-second
     request after a 10-second prime stopped at once. Here the model can only emit the
     shortest time shift (1/24 beat), so the new music grows by a known amount per token."""
-    from chargen.miditokens import midi_vocab, seconds_per_step, DEFAULT_BPM
-    from chargen.sample import generate_music
+    from chargen.music.vocabulary import midi_vocab, seconds_per_step, DEFAULT_BPM
+    from chargen.sampling.generate import generate_music
 
     vocab = midi_vocab()
     model = tiny_model("gru", vocab_size=len(vocab))

@@ -19,9 +19,10 @@ starlette = pytest.importorskip("starlette", reason="chargen serve needs the ser
 from starlette.testclient import TestClient  # noqa: E402
 
 import chargen  # noqa: E402
-from chargen import server, serving  # noqa: E402
-from chargen.primecache import PrimeCache  # noqa: E402
-from chargen.webrequest import Limits  # noqa: E402
+from chargen.serve import app as server  # noqa: E402
+from chargen.serve import models as serving
+from chargen.serve.primecache import PrimeCache  # noqa: E402
+from chargen.serve.requests import Limits  # noqa: E402
 from conftest import TINY_TEXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -406,10 +407,9 @@ def test_serve_without_the_extra_names_the_pip_command(tmp_path, monkeypatch):
 
     for missing in ("uvicorn", "starlette"):
         with monkeypatch.context() as m:
-            for name in [n for n in sys.modules if n.split(".")[0] == missing or n in ("chargen.server", "chargen.serving")]:
+            for name in [n for n in sys.modules if n.split(".")[0] == missing or n.startswith("chargen.serve")]:
                 m.delitem(sys.modules, name)
-            for name in ("server", "serving"):  # else `from chargen import server` finds the loaded module
-                m.delattr(chargen, name)
+            m.delattr(chargen, "serve")  # else `from chargen.serve import app` finds the loaded package
             m.setitem(sys.modules, missing, None)  # importing it now fails as if it were not installed
             # (a run that does not exist: had the import check passed, this would be the error)
             result = CliRunner().invoke(cli, ["serve", str(tmp_path / "no-run")])
@@ -485,8 +485,8 @@ def test_a_built_wheel_ships_the_studio(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "wheel").glob("chargen-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"chargen/studio/{name}" for name in server.STUDIO_FILES} <= shipped
-    assert {"chargen/server.py", "chargen/webrequest.py", "chargen/primecache.py"} <= shipped
+    assert {f"chargen/serve/studio/{name}" for name in server.STUDIO_FILES} <= shipped
+    assert {"chargen/serve/app.py", "chargen/serve/requests.py", "chargen/serve/primecache.py"} <= shipped
 
 
 def test_serve_option_defaults_are_the_limits_defaults():

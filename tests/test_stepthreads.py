@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from chargen import stepthreads
-from chargen.sample import FusedStep, SampleConfig, generate
-from chargen.stepthreads import PROBE_ABOVE_TOKENS, StepThreads, probe
+from chargen.sampling import threads as stepthreads
+from chargen.sampling.generate import FusedStep, SampleConfig, generate
+from chargen.sampling.threads import PROBE_ABOVE_TOKENS, StepThreads, probe
 from conftest import tiny_model
 
 

@@ -49,8 +49,9 @@ def live_server(require_browser, session_text_run, session_music_run):
     """`chargen serve` on a free port, in a thread of this process."""
     import uvicorn
 
-    from chargen import server, serving
-    from chargen.webrequest import Limits
+    from chargen.serve import app as server
+    from chargen.serve import models as serving
+    from chargen.serve.requests import Limits
 
     limits = Limits()
     app = server.create_app(serving.load_models([str(session_text_run), str(session_music_run)], limits), limits)
@@ -112,7 +113,8 @@ def _set(driver, element_id: str, value) -> None:
 
 
 def test_text_streams_in_and_continues(browser, live_server, session_text_run, monkeypatch):
-    from chargen import server, serving
+    from chargen.serve import app as server
+    from chargen.serve import models as serving
 
     model = chargen.load(session_text_run)
     _set(browser, "prime", "First")
@@ -165,7 +167,7 @@ def test_text_streams_in_and_continues(browser, live_server, session_text_run, m
 def test_music_piano_roll_play_and_download(browser, live_server, session_music_run):
     from selenium.webdriver.support.ui import Select
 
-    from chargen import midi
+    from chargen.music import midifile as midi
 
     # A barely trained model often ends its piece at once: take the first seed whose piece
     # has pitched notes and drums, so that both voices of the synthesizer are heard.

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from chargen.errors import TrainingError
-from chargen.run import make_optimizer
-from chargen.train import TrainConfig, TrainState, evaluate, learning_rate, train
+from chargen.training.run import make_optimizer
+from chargen.training.loop import TrainConfig, TrainState, evaluate, learning_rate, train
 from chargen.vocab import Vocab
 from conftest import TINY_LAYOUT, tiny_model
 
@@ -155,8 +155,8 @@ def test_resume_is_bitwise_exact_under_bf16_and_regularization(tmp_path, cell, p
     """Stopped mid-epoch between checkpoints (carried hidden state, dropout on), resumed:
     the same fp32 weights and optimizer state as a run never stopped, with bf16 products
     and with weight-drop and locked dropout drawing their masks."""
-    from chargen import checkpoint
-    from chargen import run as runs
+    from chargen.training import checkpoint
+    from chargen.training import run as runs
 
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(REPETITIVE[:900] + "the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")

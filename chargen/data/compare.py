@@ -31,9 +31,9 @@ import statistics
 from collections import Counter
 from typing import Iterable, Optional, Sequence
 
-from chargen.corpus import find_files, load_corpus
+from chargen.data.corpus import find_files, load_corpus
 from chargen.errors import ArgumentError, CorpusError, MidiError
-from chargen.miditokens import STEPS_PER_BEAT, TimedNote, beats2seconds
+from chargen.music.vocabulary import STEPS_PER_BEAT, TimedNote, beats2seconds
 
 LONG_NOTE_PERCENTILE = 99.9  # a generated note longer than this percentile of the corpus's is "too long"
 KDE_POINTS = 512  # grid points on which two densities are compared
@@ -101,7 +101,7 @@ def read_pieces(files: Iterable[str], strict: bool = False) -> tuple[list[Piece]
 
     With `strict`, an unreadable file raises its MidiError instead.
     """
-    from chargen import midi  # imported on use: only MIDI comparisons need mido
+    from chargen.music import midifile as midi  # imported on use: only MIDI comparisons need mido
 
     pieces, skipped = [], []
     for f in files:

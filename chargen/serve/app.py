@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chargen import serving
+from chargen.serve import models as serving
 from chargen.errors import ChargenError
-from chargen.serving import Served
-from chargen.webrequest import Limits, RequestError, check_prime, parse_completion_query, parse_generate, parse_json
+from chargen.serve.models import Served
+from chargen.serve.requests import Limits, RequestError, check_prime, parse_completion_query, parse_generate, parse_json
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
@@ -44,7 +44,7 @@ STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.j
 def create_app(models: list[Served], limits: Limits) -> Starlette:
     """The Starlette application serving `models` under `limits`."""
     by_name = {s.name: s for s in models}
-    studio = {name: (resources.files("chargen").joinpath("studio", name).read_bytes(), kind)
+    studio = {name: (resources.files("chargen.serve").joinpath("studio", name).read_bytes(), kind)
               for name, kind in STUDIO_FILES.items()}  # read once: requests never touch the disk
 
     def pick(name: Optional[str]) -> Served:

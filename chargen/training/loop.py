@@ -22,8 +22,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from chargen.batching import batchify, get_window, num_windows
-from chargen.distributed import World
+from chargen.data.batching import batchify, get_window, num_windows
+from chargen.training.distributed import World
 from chargen.errors import TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
 from chargen.precision import FP32, PRECISIONS, Precision, choose_precision

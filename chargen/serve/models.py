@@ -25,8 +25,8 @@ from typing import Any, AsyncIterator, Iterator, Optional
 from starlette.concurrency import run_in_threadpool
 
 from chargen.errors import ChargenError
-from chargen.primecache import PrimeCache
-from chargen.webrequest import GenerateRequest, Limits
+from chargen.serve.primecache import PrimeCache
+from chargen.serve.requests import GenerateRequest, Limits
 
 COMPLETION_CHARS = 120  # /generate: characters drawn per completion before cutting at a boundary
 CHART_POINTS = 400  # loss curves are thinned to about this many points per model
@@ -42,7 +42,7 @@ class Served:
     """
 
     def __init__(self, name: str, model, directory: Optional[Path], limits: Limits):
-        from chargen.run import read_metrics
+        from chargen.training.run import read_metrics
 
         self.name, self.model = name, model
         self.lock = threading.Lock()
@@ -129,7 +129,7 @@ def generate_answer(served: Served, job: GenerateRequest) -> dict:
 
 def _describe_midi(song) -> dict:
     """A generated piece as JSON: the .mid bytes in base64, its length, notes and a roll to draw."""
-    from chargen import midi
+    from chargen.music import midifile as midi
 
     buffer = io.BytesIO()
     song.save(file=buffer)

@@ -24,10 +24,10 @@ from typing import BinaryIO, Iterator, Optional, Sequence
 
 import torch
 
-from chargen import cache
+from chargen.data import cache
 from chargen.errors import CorpusError, MidiError
-from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text run never imports it
-from chargen.textstream import LINE_ENDINGS, GrowingVocab, encode_stream, renumber
+from chargen.music.vocabulary import MIDI_EXTENSIONS, is_midi_file  # no mido: a text run never imports it
+from chargen.data.textstream import LINE_ENDINGS, GrowingVocab, encode_stream, renumber
 from chargen.vocab import Vocab, storage_dtype
 
 TEXT_EXTENSIONS = (".txt",)
@@ -255,7 +255,9 @@ def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None)
     Files are encoded in `vocab`'s vocabulary version (resuming or evaluating an
     older model), or in the one new runs use.
     """
-    from chargen import __version__, midi, miditokens  # midi imports mido: only MIDI corpora need it
+    from chargen import __version__  # midi imports mido: only MIDI corpora need it
+    from chargen.music import midifile as midi
+    from chargen.music import vocabulary as miditokens
 
     version = vocab.version if vocab is not None else miditokens.MIDI_VOCAB_VERSION
     vocab = miditokens.midi_vocab(version)

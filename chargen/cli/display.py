@@ -215,7 +215,7 @@ class TrainingReporter:
     """Turns train() events into the progress line and one printed line per validation."""
 
     def __init__(self, run, progress: Progress, task):
-        from chargen.train import progress_of
+        from chargen.training.loop import progress_of
 
         self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
         self.last_val: Optional[float] = None

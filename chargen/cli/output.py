@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from chargen import checkpoint
+from chargen.training import checkpoint
 from chargen.atomic import atomic_write
 from chargen.errors import ArgumentError, ChargenError
-from chargen.miditokens import MIDI_EXTENSIONS
+from chargen.music.vocabulary import MIDI_EXTENSIONS
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, checkpoint.METRICS)

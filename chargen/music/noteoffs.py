@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from chargen.miditokens import (
+from chargen.music.vocabulary import (
     DEFAULT_BPM,
     DEFAULT_VELOCITY,
     DRUM_STEPS,

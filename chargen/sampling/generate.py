@@ -19,10 +19,10 @@ from typing import Iterator, Optional
 
 import torch
 
-from chargen.miditokens import PIECE_TOKEN, tokens_duration
+from chargen.music.vocabulary import PIECE_TOKEN, tokens_duration
 from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
-from chargen.stepthreads import StepThreads
+from chargen.sampling.threads import StepThreads
 from chargen.vocab import Vocab
 
 

@@ -44,8 +44,8 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optiona
     """
     from dataclasses import fields as dataclass_fields
 
-    from chargen.run import execute, new_run, resume_run
-    from chargen.train import TrainConfig
+    from chargen.training.run import execute, new_run, resume_run
+    from chargen.training.loop import TrainConfig
 
     options = {TRAIN_ALIASES.get(name, name): value for name, value in options.items()}
     train_fields = {f.name for f in dataclass_fields(TrainConfig)}
@@ -81,7 +81,7 @@ def _train_with_progress(run, execute, progress: bool, callback) -> None:
     """Train the run, drawing its progress when asked, stopping cleanly at the first interrupt."""
     from rich.console import Console
 
-    from chargen import display
+    from chargen.cli import display
 
     stop = _FirstInterruptStops()
     with stop, (display.training_progress(run, Console(stderr=True)) if progress else _no_progress()) as reporter:

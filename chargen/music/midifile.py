@@ -26,7 +26,7 @@ import mido
 
 from chargen.atomic import atomic_write
 from chargen.errors import MidiError
-from chargen.miditokens import (
+from chargen.music.vocabulary import (
     DEFAULT_BPM,
     MIDI_VOCAB_VERSION,
     STEPS_PER_BEAT,

@@ -115,7 +115,7 @@ def _groups(version: int) -> list[tuple[str, str, list[str]]]:
     check_version(version)
     if version == DURATION_VERSION:
         return _GROUPS
-    from chargen import miditokens_v2  # imported on use: it builds on this module's grid
+    from chargen.music import noteoffs as miditokens_v2  # imported on use: it builds on this module's grid
 
     return miditokens_v2.groups(version)
 
@@ -276,7 +276,7 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]],
     """
     check_version(version)
     if version != DURATION_VERSION:
-        from chargen import miditokens_v2
+        from chargen.music import noteoffs as miditokens_v2
 
         return miditokens_v2.notes_to_tokens(notes, tempos)
     events = [(step, 0, False, 0, bpm, 0, 0) for step, bpm in dict(tempos).items()]
@@ -343,7 +343,7 @@ def tokens_to_notes(tokens: Iterable[str], version: int = MIDI_VOCAB_VERSION
     """
     check_version(version)
     if version != DURATION_VERSION:
-        from chargen import miditokens_v2
+        from chargen.music import noteoffs as miditokens_v2
 
         return miditokens_v2.tokens_to_notes(tokens, _known(version))
     now, program, velocity, duration = 0, 0, DEFAULT_VELOCITY, DEFAULT_DURATION_STEPS

@@ -20,16 +20,17 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from chargen import __version__, checkpoint
+from chargen import __version__
+from chargen.training import checkpoint
 from chargen.atomic import atomic_write
-from chargen.batching import batchify, fit_layout, num_windows
-from chargen.corpus import Corpus, load_corpus
+from chargen.data.batching import batchify, fit_layout, num_windows
+from chargen.data.corpus import Corpus, load_corpus
 from chargen.device import resolve_device
-from chargen.distributed import World
+from chargen.training.distributed import World
 from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
 from chargen.model import CharRNN, ModelConfig
 from chargen.precision import Precision, choose_precision
-from chargen.train import TrainConfig, TrainState, progress_of, train
+from chargen.training.loop import TrainConfig, TrainState, progress_of, train
 
 # Options a resumed run may change; everything else comes from its checkpoint.
 RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every", "precision")

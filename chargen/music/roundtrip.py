@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from chargen import midi
+from chargen.music import midifile as midi
 from chargen.errors import MidiError
-from chargen.miditokens import (
+from chargen.music.vocabulary import (
     DEFAULT_BPM,
     MIDI_VOCAB_VERSION,
     STEPS_PER_BEAT,

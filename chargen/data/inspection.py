@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from chargen.corpus import find_files, load_corpus
+from chargen.data.corpus import find_files, load_corpus
 from chargen.errors import CorpusError
 
 
@@ -22,8 +22,9 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     "notes_preserved", "error"}], "vocab_size"}; for MIDI, notes_preserved
     counts the notes that survive MIDI -> tokens -> MIDI.
     """
-    from chargen import midi, miditokens  # midi imports mido: only MIDI corpora need it
-    from chargen.roundtrip import measure_roundtrip
+    from chargen.music import midifile as midi  # midi imports mido: only MIDI corpora need it
+    from chargen.music import vocabulary as miditokens
+    from chargen.music.roundtrip import measure_roundtrip
 
     reports, chars = [], set()
     for p in paths:

@@ -22,11 +22,12 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from chargen import __version__, display
+from chargen import __version__
+from chargen.cli import display
 from chargen.errors import ArgumentError, ChargenError
 from chargen.model import ModelConfig
-from chargen.sample import SampleConfig
-from chargen.train import TrainConfig
+from chargen.sampling.generate import SampleConfig
+from chargen.training.loop import TrainConfig
 
 err = Console(stderr=True, highlight=False)
 
@@ -215,8 +216,8 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
       chargen train data/tinyshakespeare.txt --out checkpoints/ts --resume auto --steps 5000
       torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
-    from chargen import distributed
-    from chargen.run import auto_resume_target, execute, new_run, resolve_device, resume_run
+    from chargen.training import distributed
+    from chargen.training.run import auto_resume_target, execute, new_run, resolve_device, resume_run
 
     world = distributed.start(resolve_device(device))  # one process unless launched by torchrun
     click.get_current_context().call_on_close(world.stop)
@@ -325,7 +326,7 @@ def _world_note(world, batch_size: int) -> str:
 
 
 def _print_summary(run, reporter: display.TrainingReporter, single_process_rate: Optional[float] = None) -> None:
-    from chargen.distributed import scaling
+    from chargen.training.distributed import scaling
 
     s = run.state
     rows = [
@@ -478,7 +479,7 @@ def _stream_to_stdout(prime: str, pieces) -> None:
 
 
 def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: Optional[str], out) -> None:
-    from chargen import output
+    from chargen.cli import output
 
     prime = (prime or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # undecodable argv bytes
     if _is_midi_path(prime):
@@ -505,7 +506,7 @@ def _is_midi_path(text: str) -> bool:
     """Whether a text --prime is really the name of a MIDI file (a likely mix-up)."""
     if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
         return False
-    from chargen.miditokens import MIDI_EXTENSIONS, is_midi_file  # no mido: a text model never needs it
+    from chargen.music.vocabulary import MIDI_EXTENSIONS, is_midi_file  # no mido: a text model never needs it
 
     return text.lower().endswith(MIDI_EXTENSIONS) or is_midi_file(text)
 
@@ -515,7 +516,9 @@ def _sample_music(model, options: dict, out, index: Optional[int] = None) -> Non
 
     `index` (1-based) writes only that sample of the batch (a regeneration).
     """
-    from chargen import manifest, midi, output
+    from chargen.cli import manifest
+    from chargen.music import midifile as midi
+    from chargen.cli import output
 
     paths = output.sample_paths(out, 1 if index else options["n"], "midi", model.file)  # checked before any work
     if options["seed"] is None:  # a fresh seed, drawn here so that the manifest can record it
@@ -538,7 +541,8 @@ def _sample_music(model, options: dict, out, index: Optional[int] = None) -> Non
 
 def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
     """`sample --from-manifest`: the sample a manifest describes, generated again from its own settings."""
-    from chargen import api, manifest
+    from chargen import api
+    from chargen.cli import manifest
 
     others = sorted(SAMPLE_OPTIONS.get(name, name) for name in given - {"from_manifest", "out", "checkpoint_path"})
     if others:
@@ -630,7 +634,7 @@ def info(checkpoint_path, as_json):
     if vocab.kind == "text":
         rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
     else:
-        from chargen import miditokens
+        from chargen.music import vocabulary as miditokens
 
         for group, example, count in miditokens.describe_tokens(vocab.version):
             rows.append((f"  {group}", f"{count:>4}  {escape(example)}"))
@@ -666,8 +670,8 @@ def inspect(paths, format, as_json, roundtrip_out):
     """
     import json
 
-    from chargen import midi
-    from chargen.inspection import inspect_files
+    from chargen.music import midifile as midi
+    from chargen.data.inspection import inspect_files
 
     report = inspect_files(paths, format)
     if roundtrip_out:
@@ -710,7 +714,7 @@ def compare(generated, corpus, as_json):
     """
     import json
 
-    from chargen.compare import compare_files
+    from chargen.data.compare import compare_files
 
     with _named_options({"generated": "GENERATED", "corpus": "--corpus"}):
         report = compare_files(generated, corpus)
@@ -731,7 +735,7 @@ def show(file, width):
     Example:
       chargen show song.mid
     """
-    from chargen import midi
+    from chargen.music import midifile as midi
 
     song = midi.read_midi(file)
     notes = midi.piano_roll(song)
@@ -770,8 +774,9 @@ def serve(runs, host, port, max_length, max_samples, max_request_bytes, device):
     try:
         import uvicorn  # noqa: F401 - only checked here; chargen.server runs it
 
-        from chargen import server, serving
-        from chargen.webrequest import Limits
+        from chargen.serve import app as server
+        from chargen.serve import models as serving
+        from chargen.serve.requests import Limits
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] in ("starlette", "uvicorn"):
             raise ChargenError("chargen serve needs the serve extra: pip install 'chargen[serve]'") from e
