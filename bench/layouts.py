@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+
 from bench.run import CORPUS, SHAPE, chargen_steps, machine  # noqa: E402
 from chargen import precision as precisions  # noqa: E402
 from chargen.data.corpus import load_corpus  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
-from chargen.training.run import make_optimizer  # noqa: E402
 from chargen.training.loop import TrainConfig, TrainState  # noqa: E402
+from chargen.training.run import make_optimizer  # noqa: E402
 
 DEFAULT = (TrainConfig.batch_size, TrainConfig.seq_len)
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chargen.errors import MidiError  # noqa: E402
 from chargen.music.midifile import MIDI_EXTENSIONS  # noqa: E402
-from chargen.music.vocabulary import MIDI_VOCAB_VERSION  # noqa: E402
 from chargen.music.roundtrip import measure_roundtrip  # noqa: E402
+from chargen.music.vocabulary import MIDI_VOCAB_VERSION  # noqa: E402
 
 
 def percent(part: int, whole: int) -> str:

@@ -36,11 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chargen.training import checkpoint  # noqa: E402
-from chargen.music import midifile as midi
-from chargen.music import vocabulary as miditokens
 from chargen.data.compare import compare_files  # noqa: E402
 from chargen.data.corpus import load_corpus  # noqa: E402
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
+from chargen.training import checkpoint  # noqa: E402
 
 VERSIONS = (2, miditokens.MIDI_VOCAB_VERSION)
 LONG_SECONDS = 4.0  # the "notes longer than 4 s"

@@ -32,15 +32,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import chargen  # noqa: E402,F401
 import torch  # noqa: E402
+
+import chargen  # noqa: E402,F401
 from bench import baseline, scale  # noqa: E402
 from chargen import precision as precisions  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
-from chargen.training.run import make_optimizer  # noqa: E402
-from chargen.sampling.generate import PARALLEL_STREAMS, FusedStep, SampleConfig, generate  # noqa: E402
+from chargen.sampling.draw import SampleConfig  # noqa: E402
+from chargen.sampling.fused import FusedStep
+from chargen.sampling.generate import PARALLEL_STREAMS, generate
 from chargen.sampling.threads import PROBE_ABOVE_TOKENS, StepThreads  # noqa: E402
 from chargen.training.loop import TrainConfig, TrainState, train  # noqa: E402
+from chargen.training.run import make_optimizer  # noqa: E402
 
 CORPUS = ROOT / "data" / "tinyshakespeare.txt"
 SHAPE = dict(num_layers=2, hidden_size=512, embed_dim=64, dropout=0.1)  # the throughput rows' model

@@ -31,17 +31,17 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Using .httpx. with .starlette.testclient.")  # httpx works the same
 
-import chargen  # noqa: E402,F401 - first: it quiets torch's NumPy warning
 import torch  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from chargen.serve import app as server  # noqa: E402
-from chargen.serve import models as serving
+import chargen  # noqa: E402,F401 - first: it quiets torch's NumPy warning
 from chargen.api import Model  # noqa: E402
 from chargen.model import CharRNN, ModelConfig  # noqa: E402
+from chargen.serve import app as server  # noqa: E402
+from chargen.serve import models as serving
 from chargen.serve.primecache import PrimeCache  # noqa: E402
-from chargen.vocab import Vocab  # noqa: E402
 from chargen.serve.requests import Limits  # noqa: E402
+from chargen.vocab import Vocab  # noqa: E402
 
 CORPUS = ROOT / "data" / "tinyshakespeare.txt"
 

@@ -32,12 +32,13 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen.training import checkpoint
 from chargen.device import random_generator, resolve_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, Precision, choose_precision
-from chargen.sampling.generate import SampleConfig, generate, generate_music, generate_text, read
+from chargen.sampling.draw import SampleConfig
+from chargen.sampling.generate import generate_music, generate_text, read
+from chargen.training import checkpoint
 from chargen.vocab import Vocab
 
 DEFAULT_LENGTH = 1000  # tokens generated when neither length nor seconds is given
@@ -350,10 +351,9 @@ class Model:
     def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
                         seconds, prime_seconds, tempo, program, include_prime=True):
         """MIDI files for n samples; every option is checked before any work."""
-        from chargen.music import midifile as midi
-        from chargen.music import vocabulary as miditokens
+        from chargen.music import grid, midifile, vocabulary
 
-        miditokens.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
+        vocabulary.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
         _check_positive("seconds", seconds)
         _check_positive("prime_seconds", prime_seconds)
         if tempo is not None and not (isinstance(tempo, (int, float)) and 1 <= tempo <= 1000):
@@ -366,15 +366,15 @@ class Model:
             length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
         config = _sample_config(temperature, top_k, top_p, length, n, self.precision)
         if prime is None or prime == "":
-            prime_tokens = [miditokens.PIECE_TOKEN]
+            prime_tokens = [grid.PIECE_TOKEN]
         elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
-            prime_tokens = midi.read_prime(prime, prime_seconds, self.vocab.version)
+            prime_tokens = midifile.read_prime(prime, prime_seconds, self.vocab.version)
         else:
             raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
         generator = random_generator(self.device, seed)
         samples = generate_music(self.network, self.vocab, prime_tokens, config, generator, seconds=seconds)
         skip = 0 if include_prime else len(prime_tokens)  # the prime sets the state; its notes stay out
-        songs = [midi.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version,
+        songs = [midifile.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version,
                                     prime_length=skip) for tokens in samples]
         return songs[0] if n == 1 else songs
 

@@ -2,7 +2,7 @@
 
 A text vocabulary is the sorted set of Unicode characters (code points, not
 bytes) seen in the corpus. A MIDI vocabulary is the fixed event list from
-chargen.midi. Both serialize to a plain dict stored inside the checkpoint, so a
+chargen.music.vocabulary. Both serialize to a plain dict stored inside the checkpoint, so a
 checkpoint alone is enough to sample.
 
     >>> v = Vocab.from_text("hello")

@@ -10,14 +10,16 @@ import mido
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from conftest import TINY_LAYOUT, TINY_MODEL, TINY_TEXT, TINY_TRAIN_ARGS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chargen
 from chargen import device as devices
-from chargen.training import checkpoint
 from chargen.cli import cli
-from chargen.sampling.generate import SampleConfig, generate
-from conftest import TINY_LAYOUT, TINY_MODEL, TINY_TEXT, TINY_TRAIN_ARGS
+from chargen.sampling.draw import SampleConfig
+from chargen.sampling.generate import generate
+from chargen.training import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +276,7 @@ def test_train_makes_the_same_run_as_the_cli(run, tmp_path, capsys):
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     events = []
     directory = chargen.train(corpus, out=tmp_path / "api-run", steps=10, callback=lambda e, i: events.append(e),
-                              **TINY_TRAIN_OPTIONS)
+                              progress=True, **TINY_TRAIN_OPTIONS)
     assert directory == tmp_path / "api-run"
     ours, theirs = (checkpoint.load(d / "last.pt") for d in (directory, run))
     assert ours["state"]["step"] == theirs["state"]["step"] == 10
@@ -284,6 +286,18 @@ def test_train_makes_the_same_run_as_the_cli(run, tmp_path, capsys):
     drawn = capsys.readouterr()
     assert drawn.out == ""  # progress goes to stderr, like the CLI's
     assert "bits/char" in drawn.err and "note: --dropout" in drawn.err
+    assert "\x1b" not in drawn.err  # plain text: no terminal drawing in the library
+
+
+def test_train_is_quiet_by_default_outside_a_terminal(tmp_path, capsys):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    seen = []
+    chargen.train(corpus, out=tmp_path / "run", steps=5, progress=lambda event, info: seen.append(event),
+                  **TINY_TRAIN_OPTIONS)
+    chargen.train(corpus, out=tmp_path / "quiet", steps=5, **TINY_TRAIN_OPTIONS)
+    assert capsys.readouterr().err == ""
+    assert seen.count("eval") == 1 and seen[-1] == "stop"
 
 
 def test_train_resumes_and_accepts_the_cli_spellings(tmp_path, capsys):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model
 
-from chargen.training import checkpoint
 from chargen.errors import CheckpointError
 from chargen.model import ModelConfig
+from chargen.training import checkpoint
 from chargen.vocab import Vocab
-from conftest import tiny_model
 
 
 def _payload(model, vocab):

@@ -7,12 +7,12 @@ from pathlib import Path
 import mido
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_MODEL, TINY_RUN_STEPS, TINY_TEXT, TINY_TRAIN_ARGS
 
 from chargen import __version__
-from chargen.training import checkpoint
-from chargen.music import vocabulary as miditokens
 from chargen.cli import cli
-from conftest import TINY_MODEL, TINY_RUN_STEPS, TINY_TEXT, TINY_TRAIN_ARGS
+from chargen.music import vocabulary as miditokens
+from chargen.training import checkpoint
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ def test_cli_defaults_match_the_config_dataclasses():
     from dataclasses import MISSING, fields
 
     from chargen.model import ModelConfig
-    from chargen.sampling.generate import SampleConfig
+    from chargen.sampling.draw import SampleConfig
     from chargen.training.loop import TrainConfig
 
     checked = 0
@@ -279,8 +279,8 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     (dict(minutes=30, steps=2000), 0.0), (dict(minutes=5, epochs=10), 0.0),  # the nearest budget decides
 ])
 def test_medium_corpora_get_dropout_only_for_runs_that_read_them_several_times(budget, expected):
-    from chargen.training.run import auto_dropout
     from chargen.training.loop import TrainConfig
+    from chargen.training.run import auto_dropout
 
     assert auto_dropout(1_000_000, TrainConfig(**budget)) == expected
     assert auto_dropout(400_000, TrainConfig(**budget)) == 0.3  # small corpora: always
@@ -355,7 +355,7 @@ def test_sample_text_reaches_a_pipe_while_it_is_generated(trained_run):
 def test_streamed_text_is_all_written_in_order_even_when_interrupted(capsys):
     """The 30 ms flush batches pieces, never drops or reorders them, and on Ctrl-C writes
     what was generated before the interrupt."""
-    from chargen.cli import _stream_to_stdout
+    from chargen.cli.sample import _stream_to_stdout
 
     _stream_to_stdout("All:", iter(["a", "b", "\n", "é"]))
     assert capsys.readouterr().out == "All:ab\né\n"

@@ -10,8 +10,8 @@ import mido
 import pytest
 from click.testing import CliRunner
 
-from chargen.data import compare
 from chargen.cli import cli
+from chargen.data import compare
 
 HERE = Path(__file__).parent
 MIDI_DIR = HERE / "data" / "midi"

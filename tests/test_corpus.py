@@ -4,13 +4,13 @@ import unicodedata
 
 import pytest
 import torch
+from conftest import deny_reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargen.data import textstream
 from chargen.data.corpus import load_corpus
 from chargen.errors import CorpusError
-from conftest import deny_reading
 
 
 def test_load_text_corpus_splits_last_part_of_each_file(tmp_path):

@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
-from chargen.training import checkpoint
-from chargen.training import distributed
-from chargen.training import run as runs
-from chargen.cli import cli
-from chargen.training.distributed import World
-from chargen.errors import ChargenError
-from chargen.training.loop import TrainConfig
 from conftest import TINY_LAYOUT, TINY_MODEL, train_args
+
+from chargen.cli import cli
+from chargen.errors import ChargenError
+from chargen.training import checkpoint, distributed, metrics
+from chargen.training import run as runs
+from chargen.training.distributed import World
+from chargen.training.loop import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = TINY_MODEL  # no dropout: ranks draw their own masks, so runs would differ
@@ -148,7 +147,7 @@ def two_process_run(tmp_path_factory):
 def test_two_processes_complete_and_only_rank_0_writes(two_process_run):
     tmp, _, run_dir, result = two_process_run
     assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
-    assert len(runs.read_metrics(run_dir)) == 1  # one validation, one writer
+    assert len(metrics.read(run_dir)) == 1  # one validation, one writer
     assert result.stderr.count("run directory:") == 1  # one progress report
     assert sorted(p.name for p in tmp.iterdir()) == ["tiny.txt", "two"]  # no stray run directories
     payload = checkpoint.load(run_dir / checkpoint.LAST)
@@ -234,7 +233,7 @@ def test_two_process_run_resumes_with_two_processes(two_process_run, tmp_path):
     assert resumed["state"]["step"] == 2 * STEPS
     for name, weight in straight["model_state"].items():
         assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
-    assert [row["step"] for row in runs.read_metrics(resumed_dir)] == [STEPS, 2 * STEPS]
+    assert [row["step"] for row in metrics.read(resumed_dir)] == [STEPS, 2 * STEPS]
 
 
 def test_resuming_with_a_process_count_that_does_not_divide_the_batch_is_refused(two_process_run, tmp_path):
@@ -315,4 +314,4 @@ def test_a_rank_killed_mid_run_is_restarted_by_torchrun_and_the_run_ends_as_if_n
     straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", steps) / checkpoint.LAST)
     for name, weight in straight["model_state"].items():
         assert torch.allclose(weight, resumed["model_state"][name], atol=1e-5), name
-    assert [row["step"] for row in runs.read_metrics(run_dir)] == list(range(every, steps + 1, every))
+    assert [row["step"] for row in metrics.read(run_dir)] == list(range(every, steps + 1, every))

@@ -14,14 +14,19 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
-from chargen.training import checkpoint
-from chargen.data import corpus
-from chargen.data import textstream
-from chargen.cli import cli
-from chargen.errors import CheckpointError
-from conftest import TINY_LAYOUT, TINY_RUN_STEPS, TINY_TEXT, assert_clean_error, deny_reading
+from conftest import (
+    TINY_LAYOUT,
+    TINY_RUN_STEPS,
+    TINY_TEXT,
+    assert_clean_error,
+    deny_reading,
+)
 from conftest import TINY_TRAIN_ARGS as TINY
+
+from chargen.cli import cli
+from chargen.data import textstream
+from chargen.errors import CheckpointError
+from chargen.training import checkpoint
 
 MIDI_DIR = Path(__file__).parent / "data" / "midi"
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import TINY_MODEL, tiny_model
 
 from chargen.model import CharRNN, ModelConfig, detach_hidden, map_hidden
-from conftest import TINY_MODEL, tiny_model
 
 CELLS = ["lstm", "gru", "rnn"]
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen.training import checkpoint
-from chargen.music import midifile as midi
-from chargen.music import vocabulary as miditokens
 from chargen.cli import cli
 from chargen.model import CharRNN, ModelConfig
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
+from chargen.training import checkpoint
 
 PRIME = Path(__file__).parent / "data" / "midi" / "folk_english1.mid"
 NEW_PITCH = 30

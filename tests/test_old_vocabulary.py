@@ -14,14 +14,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from chargen.training import checkpoint
-from chargen.music import midifile as midi
-from chargen.music import vocabulary as miditokens
 from chargen.cli import cli
 from chargen.model import CharRNN, ModelConfig
+from chargen.music import grid
+from chargen.music import midifile as midi
+from chargen.music import vocabulary as miditokens
+from chargen.training import checkpoint
 
 MIDI_DIR = Path(__file__).parent / "data" / "midi"
-STEP_SECONDS = 60 / (120 * miditokens.STEPS_PER_BEAT)  # at the default 120 BPM
+STEP_SECONDS = 60 / (120 * grid.STEPS_PER_BEAT)  # at the default 120 BPM
 
 
 @pytest.fixture

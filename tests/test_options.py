@@ -10,14 +10,15 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_TRAIN_ARGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargen.cli import MAX_INT, build, cli
+from chargen.cli import cli
+from chargen.cli.options import MAX_INT, build
 from chargen.model import ModelConfig
-from chargen.sampling.generate import SampleConfig
+from chargen.sampling.draw import SampleConfig
 from chargen.training.loop import TrainConfig
-from conftest import TINY_TRAIN_ARGS
 
 README = Path(__file__).parent.parent / "README.md"
 

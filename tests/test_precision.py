@@ -8,13 +8,13 @@ pass does not work at all (emulated bf16 is enough for them).
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY_TRAIN_ARGS
 
 from chargen import precision
-from chargen.training import checkpoint
 from chargen.cli import cli
 from chargen.errors import ChargenError
 from chargen.precision import choose_precision
-from conftest import TINY_TRAIN_ARGS
+from chargen.training import checkpoint
 
 BF16_WORKS = precision.bf16_support("cpu")[1]
 needs_bf16 = pytest.mark.skipif(not BF16_WORKS, reason="bf16 arithmetic does not work on this machine")

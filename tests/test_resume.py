@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, train_args
 
 from chargen import atomic
-from chargen.training import checkpoint
-from chargen.training import run as runs
 from chargen.cli import cli
+from chargen.training import checkpoint, metrics
+from chargen.training import run as runs
 from chargen.training.loop import TrainConfig
-from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, train_args
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = TINY_MODEL | {"dropout": 0.3}  # dropout on: a resumed run must draw the same masks
@@ -112,7 +112,7 @@ def test_resume_after_stop_is_bitwise_exact(tmp_path, cell, budget):
     for sa, sb in zip(a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["state"]["history"] == b["state"]["history"]
-    assert [r["step"] for r in runs.read_metrics(tmp_path / "a")] == [r["step"] for r in runs.read_metrics(tmp_path / "b")]
+    assert [r["step"] for r in metrics.read(tmp_path / "a")] == [r["step"] for r in metrics.read(tmp_path / "b")]
 
 
 def test_resume_with_larger_budget_matches_when_schedule_is_flat(tmp_path):
@@ -151,7 +151,7 @@ def test_resume_needs_no_corpus_argument_and_counts_the_whole_run(tmp_path):
 
 
 def last_validated_step(run: Path) -> int:
-    return max((row["step"] for row in runs.read_metrics(run)), default=-1)
+    return max((row["step"] for row in metrics.read(run)), default=-1)
 
 
 @pytest.mark.slow
@@ -197,7 +197,7 @@ def test_kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run(tmp
     assert "Traceback" not in final.stderr
     assert checkpoint.load(last)["state"]["step"] == 300
     assert_same_parameters(model_state(tmp_path / "ref"), model_state(run))
-    assert [r["step"] for r in runs.read_metrics(run)] == [r["step"] for r in runs.read_metrics(tmp_path / "ref")]
+    assert [r["step"] for r in metrics.read(run)] == [r["step"] for r in metrics.read(tmp_path / "ref")]
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")), "stale temporary files left behind"
 
 
@@ -325,7 +325,7 @@ def test_half_written_metrics_line_does_not_block_resume(trained_run):
         f.write('{"step": 11, "epo')
     r = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", str(TINY_RUN_STEPS + 2)])
     assert r.exit_code == 0, r.output
-    assert [row["step"] for row in runs.read_metrics(run)] == [5, TINY_RUN_STEPS, TINY_RUN_STEPS + 2]
+    assert [row["step"] for row in metrics.read(run)] == [5, TINY_RUN_STEPS, TINY_RUN_STEPS + 2]
 
 
 def test_stale_temporary_files_do_not_break_resume_and_are_cleaned(trained_run):
@@ -462,7 +462,7 @@ def test_kill_at_any_write_leaves_a_consistent_run_that_resumes_exactly(tmp_path
     reference = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "ref"), device="cpu")
     runs.execute(reference)
     writes = []
-    real_save, real_metrics = checkpoint.save, runs._write_metrics
+    real_save, real_metrics = checkpoint.save, metrics._write
 
     def counting(real, name):
         def write(*args, **kwargs):
@@ -473,13 +473,13 @@ def test_kill_at_any_write_leaves_a_consistent_run_that_resumes_exactly(tmp_path
         return write
 
     monkeypatch.setattr(checkpoint, "save", counting(real_save, "checkpoint"))
-    monkeypatch.setattr(runs, "_write_metrics", counting(real_metrics, "metrics"))
+    monkeypatch.setattr(metrics, "_write", counting(real_metrics, "metrics"))
     kill_at = 0
     runs.execute(runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "count"), device="cpu"))
     total = len(writes)
     assert total >= 9, writes  # header, step-0 save, then per validation: row, last.pt, best.pt (if better)
 
-    expected_rows = [(r["step"], r["val_bits"]) for r in runs.read_metrics(tmp_path / "ref")]
+    expected_rows = [(r["step"], r["val_bits"]) for r in metrics.read(tmp_path / "ref")]
     expected = checkpoint.load(tmp_path / "ref" / "last.pt")
     for kill_at in range(3, total + 1):  # 1 and 2 (header, step-0 save) leave nothing to resume
         writes.clear()
@@ -491,7 +491,7 @@ def test_kill_at_any_write_leaves_a_consistent_run_that_resumes_exactly(tmp_path
         runs.execute(runs.resume_run(str(run_dir), {}, device="cpu"))
         kill_at = kill_at_now
         last, best = checkpoint.load(run_dir / "last.pt"), checkpoint.load(run_dir / "best.pt")
-        assert [(r["step"], r["val_bits"]) for r in runs.read_metrics(run_dir)] == expected_rows, kill_at
+        assert [(r["step"], r["val_bits"]) for r in metrics.read(run_dir)] == expected_rows, kill_at
         assert best["state"]["best_val"] == last["state"]["best_val"] == expected["state"]["best_val"], kill_at
         assert_same_parameters(expected["model_state"], last["model_state"])
 
@@ -521,7 +521,7 @@ def test_resume_auto_starts_then_resumes_with_the_same_command_line(tmp_path):
     assert r.exit_code == 0, r.output
     assert "already spent its budget" in r.stderr
     assert_same_parameters(model_state(tmp_path / "ref"), model_state(run))
-    assert [row["step"] for row in runs.read_metrics(run)] == [5, 8, 10, 15, 20]
+    assert [row["step"] for row in metrics.read(run)] == [5, 8, 10, 15, 20]
 
 
 def test_resume_auto_needs_out_and_never_takes_a_folder_of_other_files(tmp_path):

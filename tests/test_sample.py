@@ -2,14 +2,21 @@
 
 import pytest
 import torch
+from conftest import TINY_LAYOUT, tiny_model
 
 from chargen import precision
-from chargen.sampling import generate as sample_module
 from chargen.model import CharRNN, map_hidden
-from chargen.sampling.generate import PARALLEL_STREAMS, FusedStep, SampleConfig, _StopFilter, choose, filter_logits, generate, generate_text
+from chargen.sampling import fused
+from chargen.sampling.draw import SampleConfig, choose, filter_logits
+from chargen.sampling.fused import FusedStep
+from chargen.sampling.generate import (
+    PARALLEL_STREAMS,
+    _StopFilter,
+    generate,
+    generate_text,
+)
 from chargen.training.loop import TrainConfig, TrainState, train
 from chargen.vocab import Vocab
-from conftest import TINY_LAYOUT, tiny_model
 
 
 def test_temperature_zero_is_argmax():
@@ -195,9 +202,9 @@ needs_bf16 = pytest.mark.skipif(not precision.bf16_support("cpu")[1], reason="bf
 @pytest.mark.parametrize("streams", [1, 4])
 def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, packed, bf16_head, monkeypatch):
     if not packed:
-        monkeypatch.setattr(sample_module, "_packed_bf16_available", lambda: False)
+        monkeypatch.setattr(fused, "_packed_bf16_available", lambda: False)
     if bf16_head:
-        monkeypatch.setattr(sample_module, "SMALL_HEAD_BYTES", 0)
+        monkeypatch.setattr(fused, "SMALL_HEAD_BYTES", 0)
     model = biased_model(cell)
     prime = torch.randint(0, 11, (streams, 3))
     with torch.no_grad():
@@ -205,7 +212,7 @@ def test_bf16_fused_step_follows_the_model_under_bf16_autocast(cell, streams, pa
         step = FusedStep(model, hidden, torch.bfloat16)
         fp32_step = FusedStep(model, hidden)
         assert (step.head is not None) == bf16_head
-        products = [p for layer in step.layers for p in layer if isinstance(p, sample_module.Bf16Linear)]
+        products = [p for layer in step.layers for p in layer if isinstance(p, fused.Bf16Linear)]
         products += [step.head] if bf16_head else []
         assert products and all((p.packed is not None) == packed for p in products)
         for _ in range(6):
@@ -261,7 +268,8 @@ def test_music_seconds_count_only_the_new_music():
     """Issue 10, bug 3: with a MIDI prime, --seconds counted the prime too, so a 3-second
     request after a 10-second prime stopped at once. Here the model can only emit the
     shortest time shift (1/24 beat), so the new music grows by a known amount per token."""
-    from chargen.music.vocabulary import midi_vocab, seconds_per_step, DEFAULT_BPM
+    from chargen.music.grid import DEFAULT_BPM, seconds_per_step
+    from chargen.music.vocabulary import midi_vocab
     from chargen.sampling.generate import generate_music
 
     vocab = midi_vocab()

@@ -16,6 +16,7 @@ import pytest
 
 starlette = pytest.importorskip("starlette", reason="chargen serve needs the serve extra")
 
+from conftest import TINY_TEXT  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import chargen  # noqa: E402
@@ -23,7 +24,6 @@ from chargen.serve import app as server  # noqa: E402
 from chargen.serve import models as serving
 from chargen.serve.primecache import PrimeCache  # noqa: E402
 from chargen.serve.requests import Limits  # noqa: E402
-from conftest import TINY_TEXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from chargen.sampling import threads as stepthreads
-from chargen.sampling.generate import FusedStep, SampleConfig, generate
+from chargen.sampling.draw import SampleConfig
+from chargen.sampling.fused import FusedStep
+from chargen.sampling.generate import generate
 from chargen.sampling.threads import PROBE_ABOVE_TOKENS, StepThreads, probe
-from conftest import tiny_model
 
 
 @pytest.fixture

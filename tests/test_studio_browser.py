@@ -113,7 +113,6 @@ def _set(driver, element_id: str, value) -> None:
 
 
 def test_text_streams_in_and_continues(browser, live_server, session_text_run, monkeypatch):
-    from chargen.serve import app as server
     from chargen.serve import models as serving
 
     model = chargen.load(session_text_run)

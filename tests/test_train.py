@@ -2,12 +2,18 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_LAYOUT, tiny_model
 
 from chargen.errors import TrainingError
+from chargen.training.loop import (
+    TrainConfig,
+    TrainState,
+    evaluate,
+    learning_rate,
+    train,
+)
 from chargen.training.run import make_optimizer
-from chargen.training.loop import TrainConfig, TrainState, evaluate, learning_rate, train
 from chargen.vocab import Vocab
-from conftest import TINY_LAYOUT, tiny_model
 
 REPETITIVE = "abcdefgh" * 200
 

@@ -1,8 +1,7 @@
 """Terminal drawing: loss curves, piano rolls, tables and the training progress line.
 
-cli.py draws with it, and so does chargen.train() in Python (its progress line, in a
-terminal or a notebook); it holds the rich renderables so cli.py stays a thin shell of
-commands and the library modules never print.
+All of rich lives here and in the command modules beside it: the commands stay thin
+shells, and the library below never draws (chargen.train() reports in plain text).
 """
 
 from __future__ import annotations
@@ -15,6 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+# The two consoles of the command line: results go to stdout, everything else to stderr.
+err = Console(stderr=True, highlight=False)
 
 CHART_WIDTH, CHART_HEIGHT = 60, 12
 
@@ -244,3 +246,8 @@ class TrainingReporter:
                 f"val {format_bits(info['val_bits'])} bits/{self.unit}  "
                 f"{self.tokens_per_s:,.0f} tok/s{best}"
             )
+
+
+def roll_width(console: Console) -> int:
+    """Columns for a piano roll on this console."""
+    return max(20, min(ROLL_WIDTH, console.width - 8))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
 from chargen import __version__
 from chargen.atomic import atomic_write
 from chargen.errors import ChargenError

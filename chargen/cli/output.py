@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from chargen.training import checkpoint
 from chargen.atomic import atomic_write
 from chargen.errors import ArgumentError, ChargenError
 from chargen.music.vocabulary import MIDI_EXTENSIONS
+from chargen.training import checkpoint
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, checkpoint.METRICS)

@@ -2,7 +2,7 @@
 
 A corpus is one long id sequence. Training cuts it into `batch_size` contiguous
 streams and walks them window by window, carrying the hidden state from one
-window to the next (see chargen.train):
+window to the next (see chargen.training.loop):
 
     streams = batchify(corpus.train, batch_size=16)        # (16, N)
     for w in range(num_windows(streams, seq_len=64)):

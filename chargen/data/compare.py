@@ -19,7 +19,7 @@ verbatim from the corpus.
     report = compare_files(["samples/"], ["data/bach/"])
     report["features"][0]["overlap"]
 
-Files are read through chargen.midi and chargen.corpus; this module never
+Files are read through chargen.music.midifile and chargen.data.corpus; this module never
 touches mido itself.
 """
 
@@ -33,7 +33,7 @@ from typing import Iterable, Optional, Sequence
 
 from chargen.data.corpus import find_files, load_corpus
 from chargen.errors import ArgumentError, CorpusError, MidiError
-from chargen.music.vocabulary import STEPS_PER_BEAT, TimedNote, beats2seconds
+from chargen.music.grid import STEPS_PER_BEAT, TimedNote, beats2seconds
 
 LONG_NOTE_PERCENTILE = 99.9  # a generated note longer than this percentile of the corpus's is "too long"
 KDE_POINTS = 512  # grid points on which two densities are compared
@@ -101,12 +101,14 @@ def read_pieces(files: Iterable[str], strict: bool = False) -> tuple[list[Piece]
 
     With `strict`, an unreadable file raises its MidiError instead.
     """
-    from chargen.music import midifile as midi  # imported on use: only MIDI comparisons need mido
+    from chargen.music import (
+        midifile,  # imported on use: only MIDI comparisons need mido
+    )
 
     pieces, skipped = [], []
     for f in files:
         try:
-            score = midi.read_score(f)
+            score = midifile.read_score(f)
         except MidiError as e:
             if strict:
                 raise

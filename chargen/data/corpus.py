@@ -25,9 +25,12 @@ from typing import BinaryIO, Iterator, Optional, Sequence
 import torch
 
 from chargen.data import cache
-from chargen.errors import CorpusError, MidiError
-from chargen.music.vocabulary import MIDI_EXTENSIONS, is_midi_file  # no mido: a text run never imports it
 from chargen.data.textstream import LINE_ENDINGS, GrowingVocab, encode_stream, renumber
+from chargen.errors import CorpusError, MidiError
+from chargen.music.vocabulary import (  # no mido: a text run never imports it
+    MIDI_EXTENSIONS,
+    is_midi_file,
+)
 from chargen.vocab import Vocab, storage_dtype
 
 TEXT_EXTENSIONS = (".txt",)
@@ -198,7 +201,7 @@ def _load_text(
     # never be served to a later strict run, which has to report the invalid bytes.
     tokenizer = text_tokenizer(line_endings)
     cacheable = len(files) == 1 and _is_regular_file(files[0]) and encoding_errors == "strict"
-    if cacheable:  # a second run on the same file maps the ids from disk (see chargen/cache.py)
+    if cacheable:  # a second run on the same file maps the ids from disk (see chargen/data/cache.py)
         hit = cache.load(files[0], tokenizer)
         if hit is not None and (vocab is None or vocab == hit[0]):
             return _split(files, [hit[1]], val_frac, hit[0], hit[2])
@@ -256,11 +259,10 @@ def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None)
     older model), or in the one new runs use.
     """
     from chargen import __version__  # midi imports mido: only MIDI corpora need it
-    from chargen.music import midifile as midi
-    from chargen.music import vocabulary as miditokens
+    from chargen.music import midifile, vocabulary
 
-    version = vocab.version if vocab is not None else miditokens.MIDI_VOCAB_VERSION
-    vocab = miditokens.midi_vocab(version)
+    version = vocab.version if vocab is not None else vocabulary.MIDI_VOCAB_VERSION
+    vocab = vocabulary.midi_vocab(version)
     # MIDI files are small but slow to parse (about 100 a second), so each one's ids are
     # cached; the tag keys entries by vocabulary version and retires those of other chargens.
     tokenizer = f"midi-v{version}-chargen-{__version__}"
@@ -271,7 +273,7 @@ def _load_midi(files: list[str], val_frac: float, vocab: Optional[Vocab] = None)
             _, ids, fingerprint = hit
         else:
             try:
-                tokens = midi.encode_file(f, version)
+                tokens = midifile.encode_file(f, version)
             except MidiError as e:
                 skipped.append((f, str(e)))  # the message names the file; the note strips it below
                 continue

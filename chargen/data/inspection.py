@@ -22,8 +22,10 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     "notes_preserved", "error"}], "vocab_size"}; for MIDI, notes_preserved
     counts the notes that survive MIDI -> tokens -> MIDI.
     """
-    from chargen.music import midifile as midi  # midi imports mido: only MIDI corpora need it
-    from chargen.music import vocabulary as miditokens
+    from chargen.music import (
+        midifile,  # midi imports mido: only MIDI corpora need it
+        vocabulary,
+    )
     from chargen.music.roundtrip import measure_roundtrip
 
     reports, chars = [], set()
@@ -37,7 +39,7 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
         for f in files:
             try:
                 if kind == "midi":
-                    tokens = midi.encode_file(f)
+                    tokens = midifile.encode_file(f)
                     trip = measure_roundtrip(f)
                     reports.append(_report(f, kind, len(tokens), len(set(tokens)), trip.notes, trip.preserved))
                 else:
@@ -49,7 +51,7 @@ def inspect_files(paths: Sequence[str], format: Optional[str] = None) -> dict:
     kinds = {r["kind"] for r in reports if r["error"] is None}
     vocab_size = None
     if kinds == {"midi"}:
-        vocab_size = len(miditokens.vocabulary())
+        vocab_size = len(vocabulary.vocabulary())
     elif kinds == {"text"}:
         vocab_size = len(chars)
     return {"files": reports, "vocab_size": vocab_size}

@@ -1,7 +1,7 @@
 """MIDI files <-> notes and event tokens: the only chargen module that imports mido.
 
 A piece becomes a flat list of short event tokens from one FIXED vocabulary
-(chargen.miditokens, which needs no mido):
+(chargen.music.vocabulary, which needs no mido):
 
     <piece> tempo:96 prog:0 vel:79 dur:24 note:60 note:64 shift:24 ...
 
@@ -19,22 +19,23 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import mido
 
 from chargen.atomic import atomic_write
 from chargen.errors import MidiError
-from chargen.music.vocabulary import (
+from chargen.music.grid import (
     DEFAULT_BPM,
-    MIDI_VOCAB_VERSION,
     STEPS_PER_BEAT,
     TimedNote,
     beats2seconds,
-    notes_to_tokens,
     plan_notes,
     seconds_per_step,
+)
+from chargen.music.vocabulary import (
+    MIDI_VOCAB_VERSION,
+    notes_to_tokens,
     tokens_to_notes,
     tokens_to_notes_after,
 )

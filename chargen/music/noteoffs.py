@@ -1,6 +1,6 @@
 """The note-off event vocabulary (versions 1 and 2), kept so that older music checkpoints load and sample.
 
-New runs use the duration vocabulary of chargen.miditokens (version 3). Here
+New runs use the duration vocabulary of chargen.music.durations (version 3). Here
 every note is two events, an onset and an end, and the model has to remember
 every sounding note to close it:
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from chargen.music.vocabulary import (
+from chargen.music.grid import (
     DEFAULT_BPM,
     DEFAULT_VELOCITY,
     DRUM_STEPS,

@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from chargen.music import midifile as midi
 from chargen.errors import MidiError
-from chargen.music.vocabulary import (
+from chargen.music import midifile
+from chargen.music.grid import (
     DEFAULT_BPM,
-    MIDI_VOCAB_VERSION,
     STEPS_PER_BEAT,
     TEMPO_BPMS,
     VELOCITY_BIN_WIDTH,
@@ -27,10 +26,10 @@ from chargen.music.vocabulary import (
     beats2seconds,
     beats2steps,
     bpm2bin,
-    notes_to_tokens,
     plan_notes,
     warp,
 )
+from chargen.music.vocabulary import MIDI_VOCAB_VERSION, notes_to_tokens
 
 TOLERANCE_STEPS = 1 + 1e-6  # one step, plus float noise from ticks -> beats
 
@@ -55,13 +54,13 @@ def measure_roundtrip(path, version: int = MIDI_VOCAB_VERSION) -> RoundTrip:
     original note takes the closest such note. Drum durations are not
     compared: drums are decoded as one-shots.
     """
-    original, original_tempos = midi.read_score(path)
+    original, original_tempos = midifile.read_score(path)
     try:
         plan = plan_notes(original, original_tempos)
     except MidiError as e:
         raise MidiError(f"{path}: {e}") from e
     tokens = notes_to_tokens(plan.notes, plan.tempos, version)
-    decoded, decoded_tempos = midi.score_of(midi.decode_tokens(tokens, version=version))
+    decoded, decoded_tempos = midifile.score_of(midifile.decode_tokens(tokens, version=version))
 
     cuts = plan.cuts
     tempo_steps = [(round(warp(beats2steps(b), cuts)), bpm) for b, bpm in original_tempos]
@@ -69,7 +68,11 @@ def measure_roundtrip(path, version: int = MIDI_VOCAB_VERSION) -> RoundTrip:
     for d in decoded:
         pools.setdefault((d.is_drum, d.program, d.pitch), []).append(
             d._replace(start=d.start * STEPS_PER_BEAT, end=d.end * STEPS_PER_BEAT))
-    preserved = 0
+    # Each original note may match the decoded notes of its instrument and pitch that start,
+    # last, sound as loud and play at the tempo it did, within a step; the notes preserved are
+    # the most that can be matched one to one. (Taking, note by note, the closest free match
+    # can strand a note whose only match a neighbour took on a tie.)
+    candidates = []
     for n in original:
         start = warp(n.start * STEPS_PER_BEAT, cuts)
         length = warp(n.end * STEPS_PER_BEAT, cuts) - start
@@ -77,19 +80,34 @@ def measure_roundtrip(path, version: int = MIDI_VOCAB_VERSION) -> RoundTrip:
         # for notes and tempo changes alike (rounding the warped start instead can split a
         # note from a tempo change on the same tick when the cut is half a step).
         bpm = _bpm_at(tempo_steps, round(warp(beats2steps(n.start), cuts)))
-        pool = pools.get((n.is_drum, n.program, n.pitch), [])
-        errors = [(abs(d.start - start) + (0 if n.is_drum else abs(d.end - d.start - length)), i)
-                  for i, d in enumerate(pool)
-                  if abs(d.start - start) <= TOLERANCE_STEPS
-                  and (n.is_drum or abs(d.end - d.start - length) <= TOLERANCE_STEPS)
-                  and abs(d.velocity - n.velocity) < VELOCITY_BIN_WIDTH
-                  and _same_tempo(bpm, _bpm_at(decoded_tempos, d.start / STEPS_PER_BEAT))]
-        if errors:
-            del pool[min(errors)[1]]  # the closest match, so near neighbours keep theirs
-            preserved += 1
+        key = (n.is_drum, n.program, n.pitch)
+        candidates.append([(key, i) for i, d in enumerate(pools.get(key, []))
+                           if abs(d.start - start) <= TOLERANCE_STEPS
+                           and (n.is_drum or abs(d.end - d.start - length) <= TOLERANCE_STEPS)
+                           and abs(d.velocity - n.velocity) < VELOCITY_BIN_WIDTH
+                           and _same_tempo(bpm, _bpm_at(decoded_tempos, d.start / STEPS_PER_BEAT))])
+    preserved = _largest_matching(candidates)
     to_seconds = beats2seconds(original_tempos)
     seconds = max(to_seconds(n.end) for n in original) - to_seconds(original[0].start)
     return RoundTrip(len(original), preserved, plan.cut, len(tokens), seconds)
+
+
+def _largest_matching(candidates: list[list]) -> int:
+    """The size of a largest one-to-one matching of items to the candidates each may take
+    (Kuhn's augmenting paths; each note has a handful of candidates, so this stays fast)."""
+    taken: dict = {}  # candidate -> index of the item holding it
+
+    def place(item: int, seen: set) -> bool:
+        for c in candidates[item]:
+            if c in seen:
+                continue
+            seen.add(c)
+            if c not in taken or place(taken[c], seen):
+                taken[c] = item
+                return True
+        return False
+
+    return sum(place(item, set()) for item in range(len(candidates)))
 
 
 def _bpm_at(tempos: list[tuple[float, float]], when: float) -> float:

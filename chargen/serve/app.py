@@ -10,11 +10,11 @@ come with the ``serve`` extra (``pip install 'chargen[serve]'``).
 
 The set of models is fixed when the server starts: no request names a path,
 and no request reads or writes a file. Every refusal is a 4xx JSON object
-``{"error": "..."}`` (see chargen/webrequest.py for the checks and limits).
+``{"error": "..."}`` (see chargen/serve/requests.py for the checks and limits).
 
     app = create_app(serving.load_models(["checkpoints/shakespeare"], Limits()), Limits())
 
-The models and the generation each request runs live in chargen/serving.py.
+The models and the generation each request runs live in chargen/serve/models.py.
 """
 
 from __future__ import annotations
@@ -31,10 +31,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chargen.serve import models as serving
 from chargen.errors import ChargenError
+from chargen.serve import models as serving
 from chargen.serve.models import Served
-from chargen.serve.requests import Limits, RequestError, check_prime, parse_completion_query, parse_generate, parse_json
+from chargen.serve.requests import (
+    Limits,
+    RequestError,
+    check_prime,
+    parse_completion_query,
+    parse_generate,
+    parse_json,
+)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",

@@ -1,7 +1,7 @@
 """The models as `chargen serve` holds them, and the generation each request runs.
 
 A Served model is the loaded model with a lock, a cache of hidden states after
-recent primes (chargen/primecache.py) and its public facts. The functions below
+recent primes (chargen/serve/primecache.py) and its public facts. The functions below
 run one request's generation on the thread pool: a whole JSON answer, a stream
 of Server-Sent Events, or torch-rnn-server's short completions. Every call into
 the model goes through chargen.api; nothing here reads a file after startup.
@@ -42,12 +42,12 @@ class Served:
     """
 
     def __init__(self, name: str, model, directory: Optional[Path], limits: Limits):
-        from chargen.training.run import read_metrics
+        from chargen.training import metrics
 
         self.name, self.model = name, model
         self.lock = threading.Lock()
         self.cache = PrimeCache(limits.cache_size)
-        rows = read_metrics(directory) if directory is not None else []
+        rows = metrics.read(directory) if directory is not None else []
         info = model.info()  # reads the run's checkpoints: done here, once, never per request
         self.facts = {
             "name": name,
@@ -129,11 +129,11 @@ def generate_answer(served: Served, job: GenerateRequest) -> dict:
 
 def _describe_midi(song) -> dict:
     """A generated piece as JSON: the .mid bytes in base64, its length, notes and a roll to draw."""
-    from chargen.music import midifile as midi
+    from chargen.music import midifile
 
     buffer = io.BytesIO()
     song.save(file=buffer)
-    notes = midi.piano_roll(song)
+    notes = midifile.piano_roll(song)
     roll = [[round(n.start_s, 4), round(n.end_s, 4), n.pitch, n.velocity, n.program, bool(n.is_drum)] for n in notes]
     return {"midi": base64.b64encode(buffer.getvalue()).decode("ascii"), "seconds": round(song.length, 3),
             "notes": len(notes), "roll": roll}

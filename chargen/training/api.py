@@ -1,17 +1,17 @@
-"""chargen.train(): start or resume a training run from Python, with the CLI's progress line.
+"""chargen.train(): start or resume a training run from Python, reporting its progress in plain text.
 
     import chargen
     run = chargen.train("data/tinyshakespeare.txt", minutes=5, hidden_size=256)
     run = chargen.train(resume=run, steps=5000)
 
-A thin layer over chargen.run (new_run, resume_run, execute), as `chargen train` is; the
-TBPTT loop itself lives in chargen/train.py.
+A thin layer over chargen.training.run (new_run, resume_run, execute), as `chargen train`
+is; the TBPTT loop itself lives in chargen/training/loop.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -27,7 +27,7 @@ MODEL_OPTIONS = ("cell", "num_layers", "hidden_size", "embed_dim", "dropout")
 
 def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optional[PathLike] = None, *,
           resume: Optional[PathLike] = None, force: bool = False, format: Optional[str] = None,
-          device: str = "auto", progress: bool = True, callback=None, **options) -> Path:
+          device: str = "auto", progress=None, callback=None, **options) -> Path:
     """Train a model as `chargen train` does, and return its run directory.
 
     `corpus` is a text file, a folder of .txt or MIDI files, or a list of them;
@@ -35,17 +35,18 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optiona
     are those of `chargen train` under their field names (hidden_size=256,
     num_layers=2, steps=500, minutes=5, lr=3e-3, ...; the CLI's hidden, layers
     and embed work too). resume=RUN continues a run where it stopped (a budget
-    given with it replaces the run's). With progress=True a progress line and
-    one line per validation are drawn on stderr, in a terminal or a notebook;
-    callback(event, info) receives every training event.
+    given with it replaces the run's). `progress`: True prints a plain line per
+    validation on stderr, False nothing, None (the default) prints in a terminal
+    or a notebook and stays quiet elsewhere (a pipe, a log, a test); a function
+    is called as progress(event, info) for every training event, as is callback.
 
     The first interrupt (Ctrl-C, a notebook's stop button) finishes the step and
     saves a checkpoint, then KeyboardInterrupt is raised; resume=RUN goes on.
     """
     from dataclasses import fields as dataclass_fields
 
-    from chargen.training.run import execute, new_run, resume_run
     from chargen.training.loop import TrainConfig
+    from chargen.training.run import execute, new_run, resume_run
 
     options = {TRAIN_ALIASES.get(name, name): value for name, value in options.items()}
     train_fields = {f.name for f in dataclass_fields(TrainConfig)}
@@ -77,27 +78,49 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optiona
     return run.directory
 
 
-def _train_with_progress(run, execute, progress: bool, callback) -> None:
-    """Train the run, drawing its progress when asked, stopping cleanly at the first interrupt."""
-    from rich.console import Console
+def _train_with_progress(run, execute, progress, callback) -> None:
+    """Train the run, reporting its progress when asked, stopping cleanly at the first interrupt."""
+    if progress is None:  # in a terminal or a notebook, not in a pipe, a log or a test
+        progress = sys.stderr.isatty() or "ipykernel" in sys.modules
+    report = PlainProgress(run) if progress is True else None
+    if report is not None:
+        for note in run.notes:
+            report.line(f"note: {note}")
 
-    from chargen.cli import display
+    def on_event(event: str, info: dict) -> None:
+        if report is not None:
+            report(event, info)
+        if callable(progress):
+            progress(event, info)
+        if callback is not None:
+            callback(event, info)
 
     stop = _FirstInterruptStops()
-    with stop, (display.training_progress(run, Console(stderr=True)) if progress else _no_progress()) as reporter:
-        if progress:
-            for note in run.notes:
-                reporter.progress.console.print(f"note: {note}", markup=False)
-
-        def on_event(event: str, info: dict) -> None:
-            if reporter is not None:
-                reporter(event, info)
-            if callback is not None:
-                callback(event, info)
-
+    with stop:
         execute(run, on_event, should_stop=stop.is_set)
     if stop.is_set():
         raise KeyboardInterrupt(f"training stopped; a checkpoint was saved: resume with resume={str(run.directory)!r}")
+
+
+class PlainProgress:
+    """chargen.train()'s report: a line per validation and one at the end, on stderr, in plain
+    text that reads the same in a terminal, a notebook cell or a log (the CLI draws its own)."""
+
+    def __init__(self, run, stream=None):
+        self.run, self.stream = run, stream or sys.stderr
+        self.unit = "char" if run.corpus.kind == "text" else "token"
+
+    def line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "eval":
+            val = info["val_bits"]
+            best = " best" if info.get("is_best") else ""
+            self.line(f"step {self.run.state.step:>6}  train {info['train_bits']:.4f}  val {val:.4f} bits/{self.unit}  "
+                      f"{info['tokens_per_s']:,.0f} tok/s{best}")
+        elif event == "stop" and info.get("interrupted"):
+            self.line("interrupted: a checkpoint was saved")
 
 
 class _FirstInterruptStops:
@@ -129,8 +152,3 @@ class _FirstInterruptStops:
 
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-@contextlib.contextmanager
-def _no_progress():
-    yield None

@@ -32,12 +32,12 @@ import torch
 from chargen.atomic import atomic_write, stale_temporaries
 from chargen.errors import CheckpointError
 from chargen.model import CharRNN, ModelConfig
+from chargen.training.metrics import METRICS
 from chargen.vocab import Vocab
 
 FORMAT = "chargen-checkpoint"
 FORMAT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
-METRICS = "metrics.jsonl"
 DEFAULT_ROOT = "checkpoints"
 REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "model_state")
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from chargen.data.batching import batchify, get_window, num_windows
-from chargen.training.distributed import World
 from chargen.errors import TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
 from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
+from chargen.training.distributed import World
 
 LN2 = math.log(2.0)
 

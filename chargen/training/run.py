@@ -21,15 +21,15 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from chargen import __version__
-from chargen.training import checkpoint
 from chargen.atomic import atomic_write
 from chargen.data.batching import batchify, fit_layout, num_windows
 from chargen.data.corpus import Corpus, load_corpus
 from chargen.device import resolve_device
-from chargen.training.distributed import World
-from chargen.errors import ChargenError, CheckpointError, CorpusError, TrainingError
+from chargen.errors import ChargenError, CheckpointError, CorpusError
 from chargen.model import CharRNN, ModelConfig
 from chargen.precision import Precision, choose_precision
+from chargen.training import checkpoint, metrics
+from chargen.training.distributed import World
 from chargen.training.loop import TrainConfig, TrainState, progress_of, train
 
 # Options a resumed run may change; everything else comes from its checkpoint.
@@ -149,7 +149,7 @@ def _create_run_dir(world: World, out: Optional[str], name: str, force: bool) ->
     if world.is_main:
         try:
             directory = checkpoint.new_run_dir(out, name, force)
-            _write_metrics_header(directory)
+            metrics.start(directory)
             outcome = {"directory": str(directory)}
         except CheckpointError as e:
             outcome = {"error": str(e)}
@@ -252,7 +252,7 @@ def resume_run(
         with checkpoint.run_lock(directory):  # refuse before touching a run another process is training
             pass
         checkpoint.remove_stale_temporaries(directory)
-        _truncate_metrics(directory, state.step)
+        metrics.truncate(directory, state.step)
         notes += _reconcile_best(directory, file, state)
     if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
         notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
@@ -379,7 +379,7 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
             # This order keeps the directory consistent after a kill -9 at any point:
             # a metrics row ahead of last.pt is dropped on resume (the steps are redone),
             # and a best.pt behind last.pt's best score is restored from last.pt.
-            _append_metrics(run, info)
+            metrics.append(run.directory, _metrics_row(run, info))
             data = payload(run)
             checkpoint.save(data, last)
             if info["is_best"] or not math.isfinite(info["val_bits"]):
@@ -397,15 +397,9 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
     )
 
 
-# -- metrics.jsonl: one JSON object per validation ----------------------------
-
-
-def _write_metrics_header(directory: Path) -> None:
-    _write_metrics(directory / checkpoint.METRICS, "", "w")
-
-
-def _append_metrics(run: Run, info: dict) -> None:
-    row = {
+def _metrics_row(run: Run, info: dict) -> dict:
+    """The metrics.jsonl row of a validation (see chargen.training.metrics)."""
+    return {
         "step": run.state.step,
         "epoch": run.state.epoch + run.state.window / info["windows"],
         "train_bits": round(info["train_bits"], 5),
@@ -414,41 +408,3 @@ def _append_metrics(run: Run, info: dict) -> None:
         "tokens_per_s": round(info["tokens_per_s"], 1),
         "elapsed_s": round(run.state.elapsed, 2),
     }
-    _write_metrics(run.directory / checkpoint.METRICS, json.dumps(row) + "\n", "a")
-
-
-def _write_metrics(path: Path, text: str, mode: str) -> None:
-    try:
-        with open(path, mode) as f:
-            f.write(text)
-    except OSError as e:  # a full disk: say so in one line
-        raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
-
-
-def _truncate_metrics(directory: Path, step: int) -> None:
-    """Drop rows written after the checkpoint we resume from (a run killed between saves),
-    and any half-written last line (killed while appending)."""
-    path = directory / checkpoint.METRICS
-    if path.is_file():
-        rows = [json.dumps(row) + "\n" for row in read_metrics(directory) if row.get("step", 0) <= step]
-        try:
-            with atomic_write(path, "w") as f:  # rewrite by rename: a kill here loses no rows
-                f.write("".join(rows))
-        except OSError as e:
-            raise TrainingError(f"could not write {path}: {e.strerror or e}; the last checkpoint is kept") from e
-
-
-def read_metrics(directory: Path) -> list[dict]:
-    """The rows of metrics.jsonl; a line that is not a JSON object (cut short by a kill) is skipped."""
-    path = Path(directory) / checkpoint.METRICS
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows

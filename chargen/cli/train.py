@@ -1,0 +1,208 @@
+"""`chargen train`: start or resume a run, draw its progress, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Optional
+
+import click
+from rich.markup import escape
+
+from chargen.cli import display
+from chargen.cli.display import err
+from chargen.cli.options import (
+    MAX_SIZE,
+    Real,
+    build,
+    default_of,
+    given_on_command_line,
+    whole,
+)
+from chargen.model import ModelConfig
+from chargen.training.loop import TrainConfig
+
+
+@click.command()
+@click.argument("corpus", nargs=-1)
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default=default_of(ModelConfig, "cell"), show_default=True, help="Recurrent cell.")
+@click.option("--layers", "num_layers", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "num_layers"), show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden", "hidden_size", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "hidden_size"), show_default=True, help="Hidden units per layer.")
+@click.option("--embed", "embed_dim", type=whole(1, MAX_SIZE), default=default_of(ModelConfig, "embed_dim"), show_default=True, help="Embedding size.")
+@click.option("--dropout", type=Real(0, 1, max_open=True), help="Dropout between layers (default: 0.3 for corpora under 500k tokens; 0.2 under 10M when the budget reads them 3+ times; else 0).")
+@click.option("--weight-drop", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "weight_drop"), show_default=True, help="DropConnect on the recurrent weights (AWD-LSTM), a new mask each step.")
+@click.option("--embed-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "embed_dropout"), show_default=True, help="Locked dropout on the embedding output: one mask per stream and window.")
+@click.option("--locked-dropout", type=Real(0, 1, max_open=True), default=default_of(ModelConfig, "locked_dropout"), show_default=True, help="Locked dropout between layers and before the output layer: one mask per stream and window.")
+@click.option("--seq-len", type=whole(1), default=default_of(TrainConfig, "seq_len"), show_default=True, help="Tokens per TBPTT window.")
+@click.option("--batch-size", type=whole(1), default=default_of(TrainConfig, "batch_size"), show_default=True, help="Parallel streams per step.")
+@click.option("--lr", type=Real(0, 1, min_open=True), default=default_of(TrainConfig, "lr"), show_default=True, help="AdamW learning rate.")
+@click.option("--weight-decay", type=Real(min=0), default=default_of(TrainConfig, "weight_decay"), show_default=True, help="AdamW's decoupled weight decay.")
+@click.option("--lr-min", type=Real(0, 1), default=default_of(TrainConfig, "lr_min"), show_default=True, help="Final learning rate, as a fraction of --lr (cosine decay).")
+@click.option("--clip", type=Real(min=0, min_open=True), default=default_of(TrainConfig, "clip"), show_default=True, help="Max gradient norm.")
+@click.option("--epochs", type=Real(min=0, min_open=True), help="Stop after this many passes (default 10 if no budget is given).")
+@click.option("--steps", type=whole(1), help="Stop after this many optimizer steps (whole run).")
+@click.option("--minutes", type=Real(min=0, min_open=True), help="Stop after this much training time (whole run).")
+@click.option("--val-frac", type=Real(0, 1, max_open=True), default=default_of(TrainConfig, "val_frac"), show_default=True, help="Fraction at the end of each file held out for validation.")
+@click.option("--eval-every", type=whole(1), default=default_of(TrainConfig, "eval_every"), show_default=True, help="Steps between validations and checkpoints.")
+@click.option("--seed", type=whole(0), default=default_of(TrainConfig, "seed"), show_default=True, help="Random seed.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "encoding_errors"), show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
+@click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default=default_of(TrainConfig, "line_endings"), show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=default_of(TrainConfig, "precision"), show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
+@click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: checkpoints/<corpus>-<time>).")
+@click.option("--resume", callback=lambda ctx, param, value: _resume_target(value), metavar="RUN|auto",
+              help="Continue a run (directory or checkpoint) where it stopped; 'auto' with --out DIR: resume DIR's run if it has one, else start it.")
+@click.option("--single-process-rate", type=Real(min=0, min_open=True), metavar="TOKENS/S",
+              help="Under torchrun: one process's tokens/s on this machine (from a one-process run's summary), to print the scaling efficiency.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
+def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop, embed_dropout, locked_dropout, resume,
+          single_process_rate, out, force, format, device, **options):
+    """Train a model on CORPUS: text files, a folder of .txt or MIDI files, or - for stdin.
+
+    Training stops at --epochs, --steps or --minutes, whichever comes first;
+    Ctrl-C saves a checkpoint you can --resume. A budget given with --resume
+    replaces the run's budget. --resume auto --out DIR starts the run in DIR, or
+    resumes it if DIR already holds one: one command for the first start and
+    every restart (torchrun --max-restarts, cron).
+
+    \b
+    Example:
+      chargen train data/tinyshakespeare.txt --minutes 10
+      chargen train data/bach/ --cell gru --hidden 256
+      chargen train --resume checkpoints/tinyshakespeare-20261121-120000 --steps 5000
+      chargen train data/tinyshakespeare.txt --out checkpoints/ts --resume auto --steps 5000
+      torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
+    """
+    from chargen.training import distributed
+    from chargen.training.run import (
+        auto_resume_target,
+        execute,
+        new_run,
+        resolve_device,
+        resume_run,
+    )
+
+    world = distributed.start(resolve_device(device))  # one process unless launched by torchrun
+    click.get_current_context().call_on_close(world.stop)
+    if not world.is_main:
+        err.quiet = True  # only rank 0 reports
+    automatic = resume == "auto"
+    if automatic:
+        if out is None:
+            raise click.UsageError("--resume auto needs --out DIR: the run directory to start, or to resume")
+        resume = auto_resume_target(out, world)
+    if resume:
+        ctx = click.get_current_context()
+        given = given_on_command_line(ctx)
+        overrides = {k: v for k, v in options.items() if k in given}
+        settings = {p.name: (p.opts[0], ctx.params[p.name]) for p in ctx.command.params if p.name in given}
+        for name in ("out", "format"):  # the run already has its directory and corpus kind
+            if name in given and not automatic:
+                err.print(f"[yellow]note:[/] a resumed run stays as it is; ignoring --{name}")
+        run = resume_run(resume, overrides, corpus, force=force, device=device, world=world, settings=settings)
+    else:
+        if not corpus:
+            raise click.UsageError("give a CORPUS to train on, or --resume a run")
+        config = build(TrainConfig, **options)
+        model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout,
+                             weight_drop=weight_drop, embed_dropout=embed_dropout, locked_dropout=locked_dropout)
+        build(ModelConfig, vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
+        run = new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
+    for note in run.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    _print_run_header(run)
+    stop = _InterruptFlag()
+    with stop, display.training_progress(run, err) as reporter:
+        execute(run, reporter, should_stop=stop.is_set)
+    _print_summary(run, reporter, single_process_rate)
+    if stop.is_set():
+        err.print(f"[yellow]Stopped.[/] Resume with: chargen train --resume {escape(str(run.directory))}")
+        sys.exit(stop.exit_code())
+
+
+def _resume_target(value: Optional[str]) -> Optional[str]:
+    """--resume takes 'auto' or an existing run directory or checkpoint (./auto for a folder named auto)."""
+    if value is None or value == "auto" or os.path.exists(value):
+        return value
+    raise click.BadParameter(f"{value}: no such run directory or checkpoint (or give 'auto' with --out DIR)")
+
+
+class _InterruptFlag:
+    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once.
+
+    `kill PID` (SIGTERM) and a closed terminal (SIGHUP) count as a first Ctrl-C,
+    so they too end with a saved checkpoint instead of losing the steps since the last one.
+    """
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self):
+        self.hits = 0
+        self.signum = None  # the first signal received
+
+    def is_set(self) -> bool:
+        return self.hits > 0
+
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+
+    def _handler(self, signum, frame):
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if signum != getattr(signal, "SIGHUP", None):  # after a hang-up there is no terminal to print to
+            err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+
+
+def _print_run_header(run) -> None:
+    m, c = run.model.config, run.config
+    params = run.model.num_parameters()
+    err.print(
+        f"[bold]chargen[/] {m.cell} {m.num_layers}x{m.hidden_size}, {params:,} parameters, "
+        f"vocab {m.vocab_size}, {len(run.corpus.train):,} train / {len(run.corpus.val):,} val tokens, "
+        f"batch {c.batch_size} x {c.seq_len}, device {run.device}{_world_note(run.world, c.batch_size)}"
+    )
+    precision = run.precision
+    err.print(f"precision: {precision.name} ({escape(precision.reason)})")
+    err.print(f"run directory: {escape(str(run.directory))}")
+
+
+def _world_note(world, batch_size: int) -> str:
+    """', 2 processes (32 streams each)' under torchrun; nothing in one process."""
+    return f", {world.size} processes ({batch_size // world.size} streams each)" if world.size > 1 else ""
+
+
+def _print_summary(run, reporter: display.TrainingReporter, single_process_rate: Optional[float] = None) -> None:
+    from chargen.training.distributed import scaling
+
+    s = run.state
+    rows = [
+        ("steps", f"{s.step:,}"),
+        ("epochs", f"{s.epoch + s.window / reporter.windows:.2f}"),
+        ("tokens seen", f"{s.tokens:,}"),
+        ("training time", display.format_duration(s.elapsed)),
+        ("throughput", f"{reporter.tokens_per_s:,.0f} tokens/s"),
+    ]
+    if run.world.size > 1:
+        per_process, efficiency = scaling(reporter.tokens_per_s, run.world.size, single_process_rate)
+        rows.append(("per process", f"{per_process:,.0f} tokens/s ({run.world.size} processes)"))
+        rows.append(("scaling efficiency", "give --single-process-rate TOKENS/S to compare" if efficiency is None else
+                     f"{efficiency:.0%} of {run.world.size} x {single_process_rate:,.0f} tokens/s (the single-process rate given)"))
+    rows += [
+        ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"),
+        ("best val", f"{display.format_bits(s.best_val)} bits/{reporter.unit}"),
+        ("run", str(run.directory)),
+        ("sample", f"chargen sample {run.directory}"),
+    ]
+    err.print(display.key_value_table("Summary", rows))
