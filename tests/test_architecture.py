@@ -43,14 +43,14 @@ def layer_of(module: str) -> str:
     return "api" if parts[1] == "api" else "core"
 
 
-def modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE.parent).with_suffix("")
+def modules(package: Path = PACKAGE):
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package.parent).with_suffix("")
         name = ".".join(relative.parts)
         yield path, name.removesuffix(".__init__")
 
 
-def imports_of(path: Path, name: str):
+def imports_of(path: Path, name: str, package_dir: Path = PACKAGE):
     """(imported module, line) for every import in the file, relative imports resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -65,18 +65,18 @@ def imports_of(path: Path, name: str):
             yield base, node.lineno
             if base.startswith("chargen"):  # from chargen.training import checkpoint: the submodule counts
                 for alias in node.names:
-                    if (PACKAGE.parent / (base + "." + alias.name).replace(".", "/")).with_suffix(".py").exists():
+                    if (package_dir.parent / (base + "." + alias.name).replace(".", "/")).with_suffix(".py").exists():
                         yield f"{base}.{alias.name}", node.lineno
 
 
-def violations():
+def violations(package_dir: Path = PACKAGE):
     found = []
-    for path, name in modules():
+    for path, name in modules(package_dir):
         here = layer_of(name)
         if here == "package":  # chargen/__init__.py gathers the public API; __main__ runs the CLI
             continue
-        where = path.relative_to(PACKAGE).as_posix()
-        for imported, line in imports_of(path, name):
+        where = path.relative_to(package_dir).as_posix()
+        for imported, line in imports_of(path, name, package_dir):
             top = imported.split(".")[0]
             if top in OWNED and here not in OWNED[top] and where not in OWNED[top]:
                 found.append(f"{where}:{line} imports {top}, which only {', '.join(sorted(OWNED[top]))} may")
@@ -96,14 +96,15 @@ def test_no_module_imports_a_layer_above_its_own():
     assert violations() == []
 
 
-def test_the_checker_sees_a_layer_violation(tmp_path, monkeypatch):
-    """The check itself can fail: a training module that imports sampling is caught."""
-    fake = PACKAGE / "training" / "_layer_probe.py"
-    fake.write_text("from chargen.sampling.draw import choose\nimport rich\n", encoding="utf-8")
-    try:
-        found = violations()
-    finally:
-        fake.unlink()
+def test_the_checker_sees_a_layer_violation(tmp_path):
+    """The check itself can fail: in a copy of the package, a training module that imports
+    sampling and rich is caught."""
+    import shutil
+
+    copy = tmp_path / "chargen"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "training" / "_layer_probe.py").write_text("from chargen.sampling.draw import choose\nimport rich\n")
+    found = violations(copy)
     assert any("_layer_probe.py:1 (training) imports chargen.sampling.draw" in v for v in found)
     assert any("_layer_probe.py:2 imports rich" in v for v in found)
 
