@@ -25,28 +25,32 @@ from __future__ import annotations
 
 import math
 import os
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from chargen.arguments import (
+    BATCH_SIZE,
+    DEFAULT_PRIME_SECONDS,
+    PRIME_SECONDS,
+    PROGRAM,
+    SAMPLES,
+    SECONDS,
+    TEMPO,
+)
 from chargen.device import random_generator, resolve_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, Precision, choose_precision
-from chargen.sampling.draw import SampleConfig
+from chargen.sampling.draw import DEFAULT_LENGTH, SampleConfig
 from chargen.sampling.generate import generate_music, generate_text, read
 from chargen.training import checkpoint
+from chargen.training.checkpoint import PathLike
 from chargen.vocab import Vocab
 
-DEFAULT_LENGTH = 1000  # tokens generated when neither length nor seconds is given
 MAX_MUSIC_TOKENS = 1_000_000  # with seconds= and no length: a bound for a model that never moves time on
-DEFAULT_PRIME_SECONDS = 10.0  # how much of a MIDI prime a music model continues
-SHOWN_MISSING = 20  # characters listed in a "the vocabulary lacks" message
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def load(path: Optional[PathLike] = None, device: str = "cpu", precision: str = "auto") -> "Model":
@@ -227,21 +231,20 @@ class Model:
         into that many streams scored side by side, each from a fresh state:
         faster, and slightly pessimistic.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ArgumentError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
+        BATCH_SIZE.check(batch_size)
         if self.kind == "text":
             if not isinstance(text, str):
                 raise ArgumentError("text", f"must be a str for a text model, got {type(text).__name__}")
-            text = self._fit_to_vocabulary("text", text)
+            text = self.vocab.fit(text, "text")
         return self.score_ids(self.vocab.encode(text), batch_size)
 
     def score_ids(self, ids: torch.Tensor, batch_size: int = 32) -> float:
         """Bits per token of token ids (N,) under the model; see score()."""
-        from chargen.training.loop import evaluate
+        from chargen.training.loop import TrainConfig, evaluate
 
         if len(ids) < 2:
             raise ArgumentError("text", f"is too short to score: it has {len(ids)} token(s), at least 2 are needed")
-        seq_len = int(self.train_config.get("seq_len", 128))
+        seq_len = int(self.train_config.get("seq_len", TrainConfig.seq_len))
         return evaluate(self.network, ids, batch_size, seq_len, precision=self.precision)
 
     def score_file(self, path: PathLike, batch_size: int = 32) -> "FileScore":
@@ -306,21 +309,7 @@ class Model:
             raise ArgumentError("prime", f"{os.fspath(prime)} is a file, but this is a text model; prime it with text")
         if not isinstance(prime, str):
             raise ArgumentError("prime", f"must be a str for a text model, got {type(prime).__name__}")
-        return self._fit_to_vocabulary("prime", prime)
-
-    def _fit_to_vocabulary(self, parameter: str, text: str) -> str:
-        """`text`, NFC-normalized when that is what makes it fit (e + combining accent -> é),
-        or an ArgumentError listing the characters the vocabulary lacks."""
-        missing = self.vocab.missing(text)
-        if not missing:
-            return text
-        composed = unicodedata.normalize("NFC", text)
-        if not self.vocab.missing(composed):
-            return composed
-        missing = self.vocab.missing(composed)
-        shown = ", ".join(repr(c) for c in missing[:SHOWN_MISSING])
-        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
-        raise ArgumentError(parameter, f"has characters the model's vocabulary lacks: {shown}{more}")
+        return self.vocab.fit(prime, "prime")
 
     def _check_state(self, state) -> None:
         if not isinstance(state, State):
@@ -354,12 +343,10 @@ class Model:
         from chargen.music import grid, midifile, vocabulary
 
         vocabulary.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
-        _check_positive("seconds", seconds)
-        _check_positive("prime_seconds", prime_seconds)
-        if tempo is not None and not (isinstance(tempo, (int, float)) and 1 <= tempo <= 1000):
-            raise ArgumentError("tempo", f"must be between 1 and 1000 BPM, got {tempo!r}")
-        if program is not None and not (isinstance(program, int) and 0 <= program <= 127):
-            raise ArgumentError("program", f"must be a General MIDI program, 0 to 127, got {program!r}")
+        for value, allowed in ((seconds, SECONDS), (tempo, TEMPO), (program, PROGRAM)):
+            if value is not None:
+                allowed.check(value)
+        PRIME_SECONDS.check(prime_seconds)
         if not isinstance(include_prime, bool):
             raise ArgumentError("include_prime", f"must be True or False, got {include_prime!r}")
         if length is None:
@@ -380,18 +367,10 @@ class Model:
 
 
 def _sample_config(temperature, top_k, top_p, length, n, precision: Precision) -> SampleConfig:
-    """A SampleConfig, or an ArgumentError naming the parameter that is out of range."""
-    if not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
-        raise ArgumentError("temperature", f"must be a finite number >= 0 (0 is greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ArgumentError("top_k", f"must be an integer >= 1, got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ArgumentError("top_p", f"must be in (0, 1], got {top_p!r}")
-    if not isinstance(length, int) or length < 0:
-        raise ArgumentError("length", f"must be an integer >= 0, got {length!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ArgumentError("n", f"must be an integer >= 1, got {n!r}")
-    return SampleConfig(temperature=float(temperature), top_k=top_k, top_p=top_p, length=length, num_samples=n,
+    """A SampleConfig, or an ArgumentError naming the parameter that is out of range
+    (SampleConfig checks each field against chargen/arguments.py)."""
+    SAMPLES.check(n)  # named as the API names it; SampleConfig would say num_samples
+    return SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, length=length, num_samples=n,
                         precision=precision.name)
 
 
@@ -417,7 +396,3 @@ def _single(pieces: Iterator[list[str]]) -> Iterator[str]:
         if piece:
             yield piece
 
-
-def _check_positive(name: str, value) -> None:
-    if value is not None and (not isinstance(value, (int, float)) or not 0 < value < math.inf):
-        raise ArgumentError(name, f"must be a finite number > 0, got {value!r}")

@@ -16,11 +16,8 @@ from typing import Optional
 
 import torch
 
+from chargen.arguments import SEED
 from chargen.errors import ArgumentError, ChargenError
-
-# torch.Generator.manual_seed accepts integers in this range (it reads them as a uint64,
-# negative ones wrapped around); outside it, torch raises a RuntimeError.
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -42,10 +39,5 @@ def random_generator(device: torch.device, seed: Optional[int] = None) -> torch.
     The same seed gives the same numbers on the same device; a CPU and a GPU
     generator give different streams for one seed.
     """
-    if seed is None:
-        seed = int.from_bytes(os.urandom(6), "little")
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise ArgumentError("seed", f"must be an integer, got {seed!r}")
-    elif not SEED_MIN <= seed <= SEED_MAX:
-        raise ArgumentError("seed", f"must be between {SEED_MIN} and {SEED_MAX}, got {seed}")
+    seed = int.from_bytes(os.urandom(6), "little") if seed is None else SEED.check(seed)
     return torch.Generator(device=device).manual_seed(seed)

@@ -12,13 +12,15 @@ checkpoint alone is enough to sample.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable, Sequence
 
 import torch
 
-from chargen.errors import ChargenError
+from chargen.errors import ArgumentError, ChargenError
 
 KINDS = ("text", "midi")
+SHOWN_MISSING = 20  # tokens listed in a "the vocabulary lacks" message
 
 
 class Vocab:
@@ -61,6 +63,18 @@ class Vocab:
         """The distinct tokens (characters, for text) of `items` this vocab lacks, in order seen."""
         seen = dict.fromkeys(items)
         return [t for t in seen if t not in self.index]
+
+    def fit(self, text: str, parameter: str = "text") -> str:
+        """`text` as the model reads it: in Unicode NFC, the form every corpus is read in
+        (e + combining accent -> é, one character), so a prime means what the same words
+        meant in the corpus. ArgumentError(`parameter`) lists the characters the
+        vocabulary lacks. Every prime and scored text, from the API or a server request,
+        passes through here."""
+        text = to_nfc(text)
+        missing = self.missing(text)
+        if missing:
+            raise ArgumentError(parameter, f"has characters the model's vocabulary lacks: {_show(missing)}")
+        return text
 
     def encode(self, items: str | Sequence[str]) -> torch.Tensor:
         """Token ids (int64, shape (N,)) of a string (text) or a list of tokens (MIDI).
@@ -116,6 +130,11 @@ class Vocab:
         return f"Vocab(kind={self.kind!r}, size={len(self)})"
 
 
+def to_nfc(text: str) -> str:
+    """`text` in Unicode normalization form C (a fast check first: most text already is)."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
 def codepoints(text: str) -> torch.Tensor:
     """The Unicode code points of `text` as an int32 tensor, computed in C, not per character."""
     data = bytearray(text.encode("utf-32-le"))
@@ -134,6 +153,7 @@ def storage_dtype(vocab_size: int) -> torch.dtype:
 
 
 def _show(tokens: Sequence[str]) -> str:
-    """Tokens rendered for an error message: quoted, escapes visible, at most 20."""
-    shown = ", ".join(repr(t) for t in tokens[:20])
-    return shown + (f" (and {len(tokens) - 20} more)" if len(tokens) > 20 else "")
+    """Tokens rendered for an error message: quoted, escapes visible, at most SHOWN_MISSING."""
+    shown = ", ".join(repr(t) for t in tokens[:SHOWN_MISSING])
+    more = len(tokens) - SHOWN_MISSING
+    return shown + (f" and {more} more" if more > 0 else "")

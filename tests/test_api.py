@@ -208,6 +208,25 @@ def test_a_decomposed_prime_is_read_in_its_composed_form(tmp_path):
     assert model.prime_state(decomposed).length == 4
 
 
+def test_a_decomposed_prime_is_read_in_nfc_even_when_its_marks_are_in_the_vocabulary():
+    """Issue 20: a decomposed prime was composed only when it would not fit, so with a
+    combining mark in the vocabulary "café" in NFD read as 5 characters, not the corpus's 4."""
+    from conftest import tiny_model
+
+    from chargen.serve.requests import check_prime
+
+    vocab = chargen.vocab.Vocab.from_text("café e\u0301\n")  # the mark alone is in it too
+    model = chargen.Model(tiny_model(vocab_size=len(vocab)), vocab)
+    decomposed = unicodedata.normalize("NFD", "café")
+    assert len(decomposed) == 5 and not vocab.missing(decomposed)
+    state, composed = model.prime_state(decomposed), model.prime_state("café")
+    assert state.length == composed.length == 4
+    assert torch.equal(state.logits, composed.logits)
+    assert model.generate(decomposed, length=20, seed=1) == model.generate("café", length=20, seed=1)
+    assert model.score(decomposed + " café") == model.score("café café")
+    assert check_prime(decomposed, vocab) == "café"  # the server reads it the same way
+
+
 def test_a_state_from_another_model_is_refused(model):
     from conftest import tiny_model
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chargen"
 # Each layer may import the layers of a lower rank and its own; layers of one rank are
 # siblings and may not import each other.
 LAYERS = {
-    "core": 0,  # chargen/*.py: errors, vocab, atomic, device, precision, model
+    "core": 0,  # chargen/*.py: errors, arguments, vocab, atomic, device, precision, model
     "music": 1,
     "data": 2,
     "training": 3,

@@ -482,7 +482,7 @@ def test_read_prime_takes_the_first_seconds():
     prime = midi.read_prime(path, 3.0)
     assert prime == midi.encode_file(path)[:len(prime)]
     assert 2.5 < miditokens.tokens_duration(prime) <= 3.0
-    with pytest.raises(ValueError, match="seconds must be > 0"):
+    with pytest.raises(ValueError, match=r"seconds must be a number in \(0, "):
         midi.read_prime(path, 0)
 
 

@@ -8,13 +8,14 @@ from rich.markup import escape
 
 from chargen.cli import display
 from chargen.cli.display import err
-from chargen.cli.options import SAMPLE_OPTIONS, named_options, whole
+from chargen.arguments import BATCH_SIZE
+from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 
 
 @click.command("eval")
 @click.argument("checkpoint_path", metavar="CHECKPOINT")
 @click.argument("file", type=click.Path(exists=True))
-@click.option("--batch-size", type=whole(1), default=32, show_default=True, help="Parallel streams.")
+@click.option("--batch-size", type=ranged(BATCH_SIZE), default=32, show_default=True, help="Parallel streams.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
 def eval_command(checkpoint_path, file, batch_size, precision):
     """Print the bits per character (per token, for music) of FILE under a model.

@@ -1,7 +1,9 @@
 """What the commands share: numeric option types, config building, option names in errors.
 
 Every numeric option has a type that refuses, while click parses the command line (so
-before any file is read or any work is done), what the code behind it cannot use.
+before any file is read or any work is done), what the code behind it cannot use. The
+types of generation options are made from chargen/arguments.py's ranges (`ranged`), so
+the command line accepts what the Python API and the server accept.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from typing import Optional
 import click
 from click.core import ParameterSource
 
+from chargen.arguments import MAX_INT, MAX_SECONDS, MAX_SIZE, Range
 from chargen.errors import ArgumentError
+
+__all__ = ["MAX_INT", "MAX_SECONDS", "MAX_SIZE", "Real", "Whole", "build", "default_of", "given_on_command_line",
+           "named_options", "ranged", "unescape", "whole"]
 
 
 def build(cls, **options):
@@ -31,14 +37,6 @@ def build(cls, **options):
                 message = param.opts[0] + message[len(param.name):]
                 break
         raise click.UsageError(message) from e
-
-
-# nan and inf slip through every comparison-based range check, and integers beyond 64 bits
-# through none of what a seed, a checkpoint's int64 or a tensor size can hold.
-
-MAX_INT = 2**63 - 1  # torch seeds and checkpoint integers are 64-bit
-MAX_SIZE = 65_536  # layers, hidden units, embedding, parallel samples: far past what fits in memory
-MAX_SECONDS = 86_400.0  # music to generate or to prime with: a day
 
 
 class Real(click.FloatRange):
@@ -69,6 +67,13 @@ class Whole(click.IntRange):
 def whole(minimum: int = 0, maximum: int = MAX_INT) -> Whole:
     """An integer option's type: `minimum` to `maximum`, both included."""
     return Whole(minimum, maximum)
+
+
+def ranged(allowed: Range) -> click.ParamType:
+    """The option type of an argument whose range chargen/arguments.py defines."""
+    if allowed.integer:
+        return Whole(allowed.low, allowed.high)
+    return Real(allowed.low, None if allowed.high == math.inf else allowed.high, min_open=allowed.low_open)
 
 
 def default_of(config_class, name: str):

@@ -13,16 +13,26 @@ from rich.markup import escape
 
 from chargen.cli import display
 from chargen.cli.display import err
+from chargen.arguments import (
+    DEFAULT_PRIME_SECONDS,
+    LENGTH,
+    PRIME_SECONDS,
+    PROGRAM,
+    SAMPLES,
+    SECONDS,
+    SEED,
+    TEMPERATURE,
+    TEMPO,
+    TOP_K,
+    TOP_P,
+)
 from chargen.cli.options import (
-    MAX_SECONDS,
-    MAX_SIZE,
     SAMPLE_OPTIONS,
-    Real,
     default_of,
     given_on_command_line,
     named_options,
+    ranged,
     unescape,
-    whole,
 )
 from chargen.errors import ArgumentError, ChargenError
 from chargen.sampling.draw import SampleConfig
@@ -30,19 +40,19 @@ from chargen.sampling.draw import SampleConfig
 
 @click.command()
 @click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
-@click.option("--temp", "temperature", type=Real(min=0), default=default_of(SampleConfig, "temperature"), show_default=True, help="Sampling temperature; 0 is greedy.")
-@click.option("--top-k", type=whole(1), help="Sample only from the k most likely tokens.")
-@click.option("--top-p", type=Real(0, 1, min_open=True), help="Sample from the smallest set of tokens with probability >= p.")
+@click.option("--temp", "temperature", type=ranged(TEMPERATURE), default=default_of(SampleConfig, "temperature"), show_default=True, help="Sampling temperature; 0 is greedy.")
+@click.option("--top-k", type=ranged(TOP_K), help="Sample only from the k most likely tokens.")
+@click.option("--top-p", type=ranged(TOP_P), help="Sample from the smallest set of tokens with probability >= p.")
 @click.option("--prime", help="Text to continue; for a music model, a MIDI file to continue.")
-@click.option("--length", type=whole(0), default=default_of(SampleConfig, "length"), show_default=True, help="Tokens to generate.")
-@click.option("--num-samples", type=whole(1, MAX_SIZE), default=default_of(SampleConfig, "num_samples"), show_default=True, help="Samples, generated in parallel.")
-@click.option("--seed", type=whole(0), help="Random seed (default: fresh randomness each time).")
+@click.option("--length", type=ranged(LENGTH), default=default_of(SampleConfig, "length"), show_default=True, help="Tokens to generate.")
+@click.option("--num-samples", type=ranged(SAMPLES), default=default_of(SampleConfig, "num_samples"), show_default=True, help="Samples, generated in parallel.")
+@click.option("--seed", type=ranged(SEED), help="Random seed (default: fresh randomness each time).")
 @click.option("--stop", help="End a text sample when it generates this text (not included).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
-@click.option("--seconds", type=Real(0, MAX_SECONDS, min_open=True), help="Music: generate this much new music (see above for --length).")
-@click.option("--prime-seconds", type=Real(0, MAX_SECONDS, min_open=True), default=10.0, show_default=True, help="Music: how much of the --prime piece to continue.")
-@click.option("--tempo", type=Real(min=1, max=1000), help="Music: write the file at this tempo (BPM).")
-@click.option("--program", type=whole(0, 127), help="Music: play every pitched part with this General MIDI program.")
+@click.option("--seconds", type=ranged(SECONDS), help="Music: generate this much new music (see above for --length).")
+@click.option("--prime-seconds", type=ranged(PRIME_SECONDS), default=DEFAULT_PRIME_SECONDS, show_default=True, help="Music: how much of the --prime piece to continue.")
+@click.option("--tempo", type=ranged(TEMPO), help="Music: write the file at this tempo (BPM).")
+@click.option("--program", type=ranged(PROGRAM), help="Music: play every pitched part with this General MIDI program.")
 @click.option("--omit-prime", is_flag=True, help="Music: write only the new music, not the --prime piece it continues.")
 @click.option("--from-manifest", type=click.Path(dir_okay=False), help="Music: generate again, exactly, the sample a manifest (FILE.mid.json) describes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)

@@ -21,13 +21,12 @@ import io
 import os
 import shlex
 import stat
-import unicodedata
 from typing import BinaryIO, Iterator, Optional
 
 import torch
 
 from chargen.errors import ChargenError, CorpusError
-from chargen.vocab import Vocab, codepoints, storage_dtype
+from chargen.vocab import Vocab, codepoints, storage_dtype, to_nfc
 
 CHUNK_BYTES = 16 * 2**20  # text is decoded 16 MiB at a time: bounded memory, C-speed work
 LINE_ENDINGS = ("normalize", "keep")  # \r\n and \r become \n, as in Python's text mode; or bytes as they are
@@ -83,7 +82,7 @@ def decode_chunks(
         cut = len(text) if final else _nfc_cut(text)
         text, held = text[:cut], text[cut:]
         if text:
-            yield text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+            yield to_nfc(text)
         if final:
             return
         offset += len(raw)

@@ -23,6 +23,7 @@ from typing import NamedTuple, Sequence
 
 import mido
 
+from chargen.arguments import PRIME_SECONDS, PROGRAM, TEMPO
 from chargen.atomic import atomic_write
 from chargen.errors import MidiError
 from chargen.music.grid import (
@@ -289,10 +290,10 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None, prog
     state (tempo, program, velocity, duration) but their notes are left out,
     and the file starts where the prime ends.
     """
-    if tempo_bpm is not None and not 1 <= tempo_bpm <= 1000:
-        raise ValueError("tempo_bpm must be between 1 and 1000")
-    if program is not None and not 0 <= program <= 127:
-        raise ValueError("program must be between 0 and 127")
+    if tempo_bpm is not None:
+        TEMPO.check(tempo_bpm, "tempo_bpm")
+    if program is not None:
+        PROGRAM.check(program)
     if prime_length:
         notes, tempos, _ = tokens_to_notes_after(tokens, prime_length, version)
     else:
@@ -343,8 +344,7 @@ def write_midi(mid: mido.MidiFile, path) -> None:
 
 def read_prime(path, seconds: float, version: int = MIDI_VOCAB_VERSION) -> list[str]:
     """The tokens of the first `seconds` of a MIDI file (a prime for sampling)."""
-    if not seconds > 0:
-        raise ValueError("seconds must be > 0")
+    PRIME_SECONDS.check(seconds, "seconds")
     tokens = encode_file(path, version)
     elapsed, bpm = 0.0, DEFAULT_BPM
     for i, token in enumerate(tokens):

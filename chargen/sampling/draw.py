@@ -11,7 +11,10 @@ from typing import Optional
 
 import torch
 
+from chargen.arguments import LENGTH, SAMPLES, TEMPERATURE, TOP_K, TOP_P
 from chargen.precision import PRECISIONS
+
+DEFAULT_LENGTH = 1000  # tokens generated when neither a length nor (music) seconds is given
 
 # Below this temperature, choose() shifts the logits before dividing, so they cannot overflow.
 # Not always: the shift changes float rounding, and seeded samples at ordinary temperatures
@@ -28,21 +31,18 @@ class SampleConfig:
     temperature: float = 1.0  # 0 means greedy: always the most likely token
     top_k: Optional[int] = None  # keep only the k most likely tokens
     top_p: Optional[float] = None  # keep the smallest set of tokens whose probability reaches p
-    length: int = 1000  # tokens to generate after the prime
+    length: int = DEFAULT_LENGTH  # tokens to generate after the prime
     num_samples: int = 1
     precision: str = "auto"  # auto | fp32 | bf16: bf16 products where the hardware has them (precision.py)
 
-    def __post_init__(self):
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.length < 0:
-            raise ValueError(f"length must be >= 0, got {self.length}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+    def __post_init__(self):  # the ranges of chargen/arguments.py, as everywhere else
+        self.temperature = TEMPERATURE.check(self.temperature)
+        if self.top_k is not None:
+            TOP_K.check(self.top_k)
+        if self.top_p is not None:
+            self.top_p = TOP_P.check(self.top_p)
+        LENGTH.check(self.length)
+        SAMPLES.check(self.num_samples, "num_samples")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

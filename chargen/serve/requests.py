@@ -6,14 +6,19 @@ one lowercase sentence naming the problem, which the server sends back as
 
     limits = Limits(max_length=500)
     request = parse_generate({"prime": "ROMEO:", "length": 80}, limits)
+
+The ranges of the numbers are chargen/arguments.py's, as for the Python API and the
+command line; the limits above only lower some ceilings.
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
+
+from chargen.arguments import LENGTH, SAMPLES, SECONDS, SEED, TEMPERATURE, TOP_K, TOP_P, Range
+from chargen.errors import ArgumentError
 
 
 @dataclass
@@ -57,13 +62,10 @@ class GenerateRequest:
     n: int = 1
     seconds: Optional[float] = None  # music only
     stream: bool = False
-    options: dict = field(default_factory=dict, repr=False)  # the fields the client actually sent
 
 
 FIELDS = ("model", "prime", "length", "temperature", "top_k", "top_p", "stop", "seed", "n", "seconds", "stream")
 MAX_STOP_CHARS = 200
-MAX_TEMPERATURE = 100.0
-SEED_RANGE = (0, 2**63 - 1)
 
 
 def parse_json(body: bytes, limits: Limits) -> Any:
@@ -89,16 +91,15 @@ def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
     request = GenerateRequest(
         model=_optional(get("model"), str, "model"),
         prime=_string(get("prime", ""), "prime"),
-        length=_integer(get("length", 200), "length", 0, limits.max_length),
-        temperature=_number(get("temperature", 1.0), "temperature", 0.0, MAX_TEMPERATURE),
-        top_k=None if get("top_k") is None else _integer(get("top_k"), "top_k", 1, None),
-        top_p=None if get("top_p") is None else _number(get("top_p"), "top_p", 0.0, 1.0, low_open=True),
+        length=_ranged(get("length", 200), LENGTH, limits.max_length),
+        temperature=_ranged(get("temperature", 1.0), TEMPERATURE),
+        top_k=_ranged(get("top_k"), TOP_K),
+        top_p=_ranged(get("top_p"), TOP_P),
         stop=_optional(get("stop"), str, "stop") or None,
-        seed=None if get("seed") is None else _integer(get("seed"), "seed", *SEED_RANGE),
-        n=_integer(get("n", 1), "n", 1, limits.max_samples),
-        seconds=None if get("seconds") is None else _number(get("seconds"), "seconds", 0.0, limits.max_seconds, low_open=True),
+        seed=_ranged(get("seed"), SEED),
+        n=_ranged(get("n", 1), SAMPLES, limits.max_samples),
+        seconds=_ranged(get("seconds"), SECONDS, limits.max_seconds),
         stream=_boolean(get("stream", False), "stream"),
-        options=dict(body),
     )
     if request.stop is not None and len(request.stop) > MAX_STOP_CHARS:
         raise RequestError(400, f"stop must be at most {MAX_STOP_CHARS} characters")
@@ -112,23 +113,18 @@ def parse_completion_query(query, limits: Limits) -> tuple[Optional[str], str, i
     unknown = [k for k in query.keys() if k not in ("start_text", "n", "model", "temperature")]
     if unknown:
         raise RequestError(400, f"unknown parameter {unknown[0]!r}; the parameters are start_text, n, model, temperature")
-    n = _integer(_query_number(query.get("n", "3"), "n", int), "n", 1, limits.max_samples)
-    temperature = _number(_query_number(query.get("temperature", "0.8"), "temperature", float), "temperature", 0.0, MAX_TEMPERATURE)
+    n = _ranged(_query_number(query.get("n", "3"), "n", int), SAMPLES, limits.max_samples)
+    temperature = _ranged(_query_number(query.get("temperature", "0.8"), "temperature", float), TEMPERATURE)
     return query.get("model"), query.get("start_text", ""), n, temperature
 
 
 def check_prime(prime: str, vocab, name: str = "prime") -> str:
-    """`prime` as a text model can read it (NFC-normalized if that makes it fit),
-    or a 400 naming the characters the model's vocabulary lacks."""
-    if not vocab.missing(prime):
-        return prime
-    composed = unicodedata.normalize("NFC", prime)  # e + combining accent -> é
-    missing = vocab.missing(composed)
-    if not missing:
-        return composed
-    shown = ", ".join(repr(c) for c in missing[:20])
-    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-    raise RequestError(400, f"{name} has characters the model's vocabulary lacks: {shown}{more}")
+    """`prime` as the model reads it (Vocab.fit: in NFC, as its corpus was read), or a 400
+    naming the characters the model's vocabulary lacks."""
+    try:
+        return vocab.fit(prime, name)
+    except ArgumentError as e:
+        raise RequestError(400, str(e)) from None
 
 
 # -- one checker per JSON type ------------------------------------------------------------
@@ -159,24 +155,15 @@ def _boolean(value, name: str) -> bool:
     return value
 
 
-def _integer(value, name: str, low: int, high: Optional[int]) -> int:
+def _ranged(value, allowed: Range, high: Optional[float] = None):
+    """A number checked against its range (None stays None: the field was left out), a
+    400 saying the range otherwise. `high` is the server's own, lower ceiling."""
+    if value is None:
+        return None
     # JSON has one number type: accept 3.0 as 3, refuse 3.5 and true (a bool is an int in Python).
-    if isinstance(value, float) and value.is_integer():
+    if allowed.integer and isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(400, f"{name} must be an integer")
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise RequestError(400, f"{name} must be {allowed}, got {value}")
-    return value
-
-
-def _number(value, name: str, low: float, high: float, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(400, f"{name} must be a number")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high or value != value:  # value != value: NaN
-        bracket = "(" if low_open else "["
-        raise RequestError(400, f"{name} must be in {bracket}{low:g}, {high:g}], got {value:g}")
-    return value
+    try:
+        return allowed.check(value, high=high)
+    except ArgumentError as e:
+        raise RequestError(400, str(e)) from None

@@ -17,8 +17,7 @@ from typing import Optional, Sequence, Union
 
 from chargen.errors import ArgumentError
 from chargen.model import ModelConfig
-
-PathLike = Union[str, "os.PathLike[str]"]
+from chargen.training.checkpoint import PathLike
 
 # The CLI's short option names, accepted too, so a command line translates word for word.
 TRAIN_ALIASES = {"hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim"}

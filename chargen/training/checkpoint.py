@@ -25,7 +25,7 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Union
 
 import torch
 
@@ -41,11 +41,13 @@ LAST, BEST = "last.pt", "best.pt"
 DEFAULT_ROOT = "checkpoints"
 REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "model_state")
 
+PathLike = Union[str, "os.PathLike[str]"]  # a file or folder name, as every path argument here takes it
+
 
 # -- saving and loading -------------------------------------------------------
 
 
-def save(payload: dict, path: str | os.PathLike) -> None:
+def save(payload: dict, path: PathLike) -> None:
     """Write `payload` to `path` atomically: readers see the old file or the new one, never half.
 
     On any failure (disk full, no permission) the temporary file is removed,
@@ -84,14 +86,14 @@ def _write_failure(error: BaseException, directory: Path) -> Optional[str]:
     return None
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+def remove_stale_temporaries(directory: PathLike) -> None:
     """Delete temporary files left by saves that a kill -9 cut short (see save())."""
     for name in (LAST, BEST):
         for stale in stale_temporaries(directory, name):
             stale.unlink(missing_ok=True)
 
 
-def load(path: str | os.PathLike) -> dict:
+def load(path: PathLike) -> dict:
     """Read and validate a checkpoint, tensors mapped to the CPU, without unpickling any code."""
     path = Path(path)
     if not path.is_file():
@@ -171,7 +173,7 @@ class Loaded(NamedTuple):
     vocab: Vocab
 
 
-def load_model(path: str | os.PathLike | None, which: str = BEST) -> Loaded:
+def load_model(path: Optional[PathLike], which: str = BEST) -> Loaded:
     """The one way to load a model from a path: a checkpoint file, a run directory
     (its `which` checkpoint, falling back to the other) or None (the latest run)."""
     file = resolve(path, which=which)
@@ -194,7 +196,7 @@ def trained_precision(payload: dict) -> dict:
 # -- run directories ----------------------------------------------------------
 
 
-def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAULT_ROOT) -> Path:
+def resolve(path: Optional[PathLike], which: str = BEST, root: str = DEFAULT_ROOT) -> Path:
     """The checkpoint file meant by a file path, a run directory, or nothing (the latest run).
 
     For a run directory `which` picks best.pt or last.pt, falling back to the other.
@@ -220,7 +222,7 @@ def resolve(path: str | os.PathLike | None, which: str = BEST, root: str = DEFAU
 
 
 @contextmanager
-def run_lock(directory: str | os.PathLike) -> Iterator[None]:
+def run_lock(directory: PathLike) -> Iterator[None]:
     """Hold an exclusive lock on a run directory, so two processes never train one run at once.
 
     An advisory flock on the directory itself (no lock file to leave behind): the
@@ -248,7 +250,7 @@ def run_lock(directory: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def is_run(directory: str | os.PathLike) -> bool:
+def is_run(directory: PathLike) -> bool:
     """True if `directory` holds a run: a checkpoint, or the metrics file a new run writes first."""
     directory = Path(directory)
     return any((directory / name).is_file() for name in (LAST, BEST, METRICS))
@@ -262,7 +264,7 @@ def _stopped_before_first_checkpoint(directory: Path) -> bool:
     return not others and (directory / METRICS).is_file() and (directory / METRICS).stat().st_size == 0
 
 
-def latest_run(root: str | os.PathLike = DEFAULT_ROOT) -> Optional[Path]:
+def latest_run(root: PathLike = DEFAULT_ROOT) -> Optional[Path]:
     """The run directory under `root` whose checkpoint was written most recently."""
     root = Path(root)
     if not root.is_dir():
