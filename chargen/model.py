@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chargen.errors import ArgumentError
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 # An LSTM's hidden state is a pair (h, c); a GRU's or plain RNN's is h alone.
@@ -50,13 +52,13 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+            raise ArgumentError("cell", f"must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for name in ("vocab_size", "num_layers", "hidden_size", "embed_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ArgumentError(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("dropout", "weight_drop", "embed_dropout", "locked_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ArgumentError(name, f"must be in [0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

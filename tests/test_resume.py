@@ -256,6 +256,57 @@ def test_sigterm_and_sighup_save_like_ctrl_c(tmp_path, signum):
     assert checkpoint.load(run / "last.pt")["state"]["step"] > 0
 
 
+def api_process(corpus: Path, run: Path, steps: int, ignore_sighup: bool = False) -> subprocess.Popen:
+    """A Python program that calls chargen.train() (validating every 1000 steps) and then prints "returned"."""
+    settings = MODEL | TINY_LAYOUT | {"device": "cpu", "steps": steps, "eval_every": 1000, "progress": False}
+    code = (f"import chargen, sys\nchargen.train(sys.argv[1], out=sys.argv[2], **{settings!r})\n"
+            "print('returned', flush=True)")
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, str(corpus), str(run)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ignore_sighup if ignore_sighup else None)
+
+
+def _ignore_sighup() -> None:  # what nohup does before it starts a program
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_chargen_train_from_python_as_it_stops_the_cli(tmp_path, signum):
+    """Issue 20: chargen.train() caught SIGINT only, so `kill PID` ended it at once, losing
+    every step since its last checkpoint. Now the step finishes and a checkpoint is saved;
+    then SIGINT raises KeyboardInterrupt and SIGTERM or SIGHUP ends the process as the
+    signal would have (returncode -signum either way: Python ends on an uncaught Ctrl-C by SIGINT)."""
+    corpus, run = write_corpus(tmp_path / "tiny.txt", words=200), tmp_path / "run"
+    proc = api_process(corpus, run, steps=1_000_000)
+    wait_until((run / "last.pt").exists, proc, "the step-0 checkpoint")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signum, err
+    assert "returned" not in out
+    assert checkpoint.load(run / "last.pt")["state"]["step"] > 0  # saved at the signal, not only at step 0
+    if signum == signal.SIGINT:
+        assert f"a checkpoint was saved: resume with resume={str(run)!r}" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["cli", "api"])
+def test_under_nohup_a_hang_up_does_not_stop_training(tmp_path, entry):
+    """A process that ignores SIGHUP (nohup chargen train ...) goes on training when its terminal closes."""
+    corpus, run = write_corpus(tmp_path / "tiny.txt", words=200), tmp_path / "run"
+    if entry == "cli":
+        proc = chargen_process("train", str(corpus), "--steps", "30", "--eval-every", "1000", "--out", str(run), *TINY,
+                               preexec_fn=_ignore_sighup)
+    else:
+        proc = api_process(corpus, run, steps=30, ignore_sighup=True)
+    wait_until((run / "last.pt").exists, proc, "the step-0 checkpoint")
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 30
+
+
 # -- full or unwritable disks -----------------------------------------------------
 
 

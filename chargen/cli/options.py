@@ -1,4 +1,4 @@
-"""What the commands share: numeric option types, config building, option names in errors.
+"""What the commands share: numeric option types, option names in errors, defaults, escapes.
 
 Every numeric option has a type that refuses, while click parses the command line (so
 before any file is read or any work is done), what the code behind it cannot use. The
@@ -20,23 +20,8 @@ from click.core import ParameterSource
 from chargen.arguments import MAX_INT, MAX_SECONDS, MAX_SIZE, Range
 from chargen.errors import ArgumentError
 
-__all__ = ["MAX_INT", "MAX_SECONDS", "MAX_SIZE", "Real", "Whole", "build", "default_of", "given_on_command_line",
+__all__ = ["MAX_INT", "MAX_SECONDS", "MAX_SIZE", "Real", "Whole", "default_of", "given_on_command_line",
            "named_options", "ranged", "unescape", "whole"]
-
-
-def build(cls, **options):
-    """Build a config dataclass from CLI options, turning range errors into usage errors
-    that name the option the user typed (--lr), not the field behind it (lr)."""
-    try:
-        return cls(**options)
-    except ValueError as e:
-        message = str(e)
-        ctx = click.get_current_context(silent=True)
-        for param in ctx.command.params if ctx else ():
-            if isinstance(param, click.Option) and message.startswith(f"{param.name} "):
-                message = param.opts[0] + message[len(param.name):]
-                break
-        raise click.UsageError(message) from e
 
 
 class Real(click.FloatRange):

@@ -1,4 +1,4 @@
-"""`chargen train`: start or resume a run, draw its progress, stop cleanly on a signal."""
+"""`chargen train`: its options, a run built from them (training/launch.py), its progress drawn, a clean stop."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from chargen.cli.display import err
 from chargen.cli.options import (
     MAX_SIZE,
     Real,
-    build,
     default_of,
     given_on_command_line,
+    named_options,
     whole,
 )
 from chargen.model import ModelConfig
+from chargen.training.launch import OPTIONS
 from chargen.training.loop import TrainConfig
 
 
@@ -57,8 +58,7 @@ from chargen.training.loop import TrainConfig
 @click.option("--single-process-rate", type=Real(min=0, min_open=True), metavar="TOKENS/S",
               help="Under torchrun: one process's tokens/s on this machine (from a one-process run's summary), to print the scaling efficiency.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run directory; resume on a changed corpus.")
-def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop, embed_dropout, locked_dropout, resume,
-          single_process_rate, out, force, format, device, **options):
+def train(corpus, resume, single_process_rate, out, force, format, device, **options):
     """Train a model on CORPUS: text files, a folder of .txt or MIDI files, or - for stdin.
 
     Training stops at --epochs, --steps or --minutes, whichever comes first;
@@ -76,16 +76,13 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
       torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
     from chargen.training import distributed
-    from chargen.training.run import (
-        auto_resume_target,
-        execute,
-        new_run,
-        resolve_device,
-        resume_run,
-    )
+    from chargen.training.launch import run_from_options
+    from chargen.training.run import auto_resume_target, execute, resolve_device
+    from chargen.training.signals import StopOnSignal
 
+    ctx = click.get_current_context()
     world = distributed.start(resolve_device(device))  # one process unless launched by torchrun
-    click.get_current_context().call_on_close(world.stop)
+    ctx.call_on_close(world.stop)
     if not world.is_main:
         err.quiet = True  # only rank 0 reports
     automatic = resume == "auto"
@@ -93,28 +90,23 @@ def train(corpus, cell, num_layers, hidden_size, embed_dim, dropout, weight_drop
         if out is None:
             raise click.UsageError("--resume auto needs --out DIR: the run directory to start, or to resume")
         resume = auto_resume_target(out, world)
+    given = given_on_command_line(ctx)
+    options = {name: value for name, value in ctx.params.items() if name in OPTIONS}
     if resume:
-        ctx = click.get_current_context()
-        given = given_on_command_line(ctx)
-        overrides = {k: v for k, v in options.items() if k in given}
-        settings = {p.name: (p.opts[0], ctx.params[p.name]) for p in ctx.command.params if p.name in given}
+        options = {name: value for name, value in options.items() if name in given}
         for name in ("out", "format"):  # the run already has its directory and corpus kind
             if name in given and not automatic:
                 err.print(f"[yellow]note:[/] a resumed run stays as it is; ignoring --{name}")
-        run = resume_run(resume, overrides, corpus, force=force, device=device, world=world, settings=settings)
-    else:
-        if not corpus:
-            raise click.UsageError("give a CORPUS to train on, or --resume a run")
-        config = build(TrainConfig, **options)
-        model_options = dict(cell=cell, num_layers=num_layers, hidden_size=hidden_size, embed_dim=embed_dim, dropout=dropout,
-                             weight_drop=weight_drop, embed_dropout=embed_dropout, locked_dropout=locked_dropout)
-        build(ModelConfig, vocab_size=1, **(model_options | {"dropout": dropout or 0.0}))  # validate before reading
-        run = new_run(corpus, model_options, config, out=out, force=force, format=format, device=device, world=world)
+    elif not corpus:
+        raise click.UsageError("give a CORPUS to train on, or --resume a run")
+    names = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
+    with named_options(names):
+        run = run_from_options(corpus, options, resume=resume or None, out=out, force=force, format=format,
+                               device=device, world=world, names=names)
     for note in run.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(run)
-    stop = _InterruptFlag()
-    with stop, display.training_progress(run, err) as reporter:
+    with StopOnSignal(on_first=_say_stopping) as stop, display.training_progress(run, err) as reporter:
         execute(run, reporter, should_stop=stop.is_set)
     _print_summary(run, reporter, single_process_rate)
     if stop.is_set():
@@ -129,40 +121,10 @@ def _resume_target(value: Optional[str]) -> Optional[str]:
     raise click.BadParameter(f"{value}: no such run directory or checkpoint (or give 'auto' with --out DIR)")
 
 
-class _InterruptFlag:
-    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once.
-
-    `kill PID` (SIGTERM) and a closed terminal (SIGHUP) count as a first Ctrl-C,
-    so they too end with a saved checkpoint instead of losing the steps since the last one.
-    """
-
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-    def __init__(self):
-        self.hits = 0
-        self.signum = None  # the first signal received
-
-    def is_set(self) -> bool:
-        return self.hits > 0
-
-    def exit_code(self) -> int:
-        return 128 + self.signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-
-    def _handler(self, signum, frame):
-        self.hits += 1
-        if self.hits > 1:
-            raise KeyboardInterrupt
-        self.signum = signum
-        if signum != getattr(signal, "SIGHUP", None):  # after a hang-up there is no terminal to print to
-            err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
-
-    def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, previous in self._previous.items():
-            signal.signal(s, previous)
+def _say_stopping(signum: int) -> None:
+    """The first signal's line: training goes on to the end of the step, then saves and exits."""
+    if signum != getattr(signal, "SIGHUP", None):  # after a hang-up there is no terminal to print to
+        err.print("[yellow]Interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)…[/]")
 
 
 def _print_run_header(run) -> None:

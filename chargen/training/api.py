@@ -4,24 +4,22 @@
     run = chargen.train("data/tinyshakespeare.txt", minutes=5, hidden_size=256)
     run = chargen.train(resume=run, steps=5000)
 
-A thin layer over chargen.training.run (new_run, resume_run, execute), as `chargen train`
-is; the TBPTT loop itself lives in chargen/training/loop.py.
+A thin layer, as `chargen train` is, over chargen/training/launch.py (a run from options),
+run.py (execute) and signals.py (a clean stop); the TBPTT loop lives in loop.py.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from chargen.errors import ArgumentError
-from chargen.model import ModelConfig
 from chargen.training.checkpoint import PathLike
 
 # The CLI's short option names, accepted too, so a command line translates word for word.
 TRAIN_ALIASES = {"hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim"}
-MODEL_OPTIONS = ("cell", "num_layers", "hidden_size", "embed_dim", "dropout")
 
 
 def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optional[PathLike] = None, *,
@@ -32,24 +30,25 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optiona
     `corpus` is a text file, a folder of .txt or MIDI files, or a list of them;
     `out` the run directory (default checkpoints/<corpus>-<time>). The options
     are those of `chargen train` under their field names (hidden_size=256,
-    num_layers=2, steps=500, minutes=5, lr=3e-3, ...; the CLI's hidden, layers
-    and embed work too). resume=RUN continues a run where it stopped (a budget
-    given with it replaces the run's). `progress`: True prints a plain line per
-    validation on stderr, False nothing, None (the default) prints in a terminal
-    or a notebook and stays quiet elsewhere (a pipe, a log, a test); a function
-    is called as progress(event, info) for every training event, as is callback.
+    num_layers=2, steps=500, minutes=5, lr=3e-3, weight_drop=0.3, ...; the CLI's
+    hidden, layers and embed work too). resume=RUN continues a run where it
+    stopped (a budget given with it replaces the run's). `progress`: True prints
+    a plain line per validation on stderr, False nothing, None (the default)
+    prints in a terminal or a notebook and stays quiet elsewhere (a pipe, a log,
+    a test); a function is called as progress(event, info) for every training
+    event, as is callback.
 
-    The first interrupt (Ctrl-C, a notebook's stop button) finishes the step and
-    saves a checkpoint, then KeyboardInterrupt is raised; resume=RUN goes on.
+    A signal stops training as it stops `chargen train` (chargen/training/signals.py):
+    the step finishes and a checkpoint is saved, then Ctrl-C (a notebook's stop
+    button) raises KeyboardInterrupt, and SIGTERM or SIGHUP goes on to the
+    process's own handlers (by default, ending it). resume=RUN goes on from there.
     """
-    from dataclasses import fields as dataclass_fields
-
-    from chargen.training.loop import TrainConfig
-    from chargen.training.run import execute, new_run, resume_run
+    from chargen.training.launch import OPTIONS, run_from_options
+    from chargen.training.run import execute
+    from chargen.training.signals import StopOnSignal
 
     options = {TRAIN_ALIASES.get(name, name): value for name, value in options.items()}
-    train_fields = {f.name for f in dataclass_fields(TrainConfig)}
-    unknown = sorted(set(options) - train_fields - set(MODEL_OPTIONS))
+    unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"train() got unknown option(s): {', '.join(unknown)}")
     if corpus is None:
@@ -58,27 +57,22 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, out: Optiona
         corpus_paths = [os.fspath(corpus)]
     else:
         corpus_paths = [os.fspath(c) for c in corpus]
-    if resume is not None:
-        settings = {name: (name, value) for name, value in options.items()}  # named as the caller named them
-        run = resume_run(os.fspath(resume), options, corpus_paths, force=force, device=device, settings=settings)
-    else:
-        if not corpus_paths:
-            raise ArgumentError("corpus", "is needed to start a run (or give resume=RUN)")
-        try:
-            config = TrainConfig(**{k: v for k, v in options.items() if k in train_fields})
-            model_options = {k: options.get(k, getattr(ModelConfig, k)) for k in MODEL_OPTIONS if k != "dropout"}
-            model_options["dropout"] = options.get("dropout")  # None: chosen for the corpus size
-            ModelConfig(vocab_size=1, **(model_options | {"dropout": model_options["dropout"] or 0.0}))
-        except ValueError as e:  # checked before the corpus is read
-            raise ArgumentError("options", f"out of range: {e}") from e
-        run = new_run(corpus_paths, model_options, config, out=None if out is None else os.fspath(out),
-                      force=force, format=format, device=device)
-    _train_with_progress(run, execute, progress, callback)
-    return run.directory
+    run = run_from_options(corpus_paths, options, resume=None if resume is None else os.fspath(resume),
+                           out=None if out is None else os.fspath(out), force=force, format=format, device=device)
+    on_event = _reporter(run, progress, callback)
+    with StopOnSignal() as stop:
+        execute(run, on_event, should_stop=stop.is_set)
+    if stop.signum is None:
+        return run.directory
+    if stop.signum == signal.SIGINT:
+        raise KeyboardInterrupt(f"training stopped; a checkpoint was saved: resume with resume={str(run.directory)!r}")
+    stop.pass_on()  # SIGTERM, SIGHUP: the process's own handler, or the default (it ends here)
+    return run.directory  # a handler that returned: the run stopped, saved, and can be resumed
 
 
-def _train_with_progress(run, execute, progress, callback) -> None:
-    """Train the run, reporting its progress when asked, stopping cleanly at the first interrupt."""
+def _reporter(run, progress, callback):
+    """The function execute() calls with each training event: the plain report when asked
+    (or, by default, in a terminal or a notebook), then the caller's functions."""
     if progress is None:  # in a terminal or a notebook, not in a pipe, a log or a test
         progress = sys.stderr.isatty() or "ipykernel" in sys.modules
     report = PlainProgress(run) if progress is True else None
@@ -94,11 +88,7 @@ def _train_with_progress(run, execute, progress, callback) -> None:
         if callback is not None:
             callback(event, info)
 
-    stop = _FirstInterruptStops()
-    with stop:
-        execute(run, on_event, should_stop=stop.is_set)
-    if stop.is_set():
-        raise KeyboardInterrupt(f"training stopped; a checkpoint was saved: resume with resume={str(run.directory)!r}")
+    return on_event
 
 
 class PlainProgress:
@@ -120,34 +110,3 @@ class PlainProgress:
                       f"{info['tokens_per_s']:,.0f} tok/s{best}")
         elif event == "stop" and info.get("interrupted"):
             self.line("interrupted: a checkpoint was saved")
-
-
-class _FirstInterruptStops:
-    """While active, the first SIGINT asks training to stop after the step (and save); a
-    second one interrupts at once. Only in the main thread, where Python delivers signals."""
-
-    def __init__(self):
-        self.hits = 0
-
-    def is_set(self) -> bool:
-        return self.hits > 0
-
-    def _handler(self, signum, frame):
-        self.hits += 1
-        if self.hits > 1:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from chargen.data.batching import batchify, get_window, num_windows
-from chargen.errors import TrainingError
+from chargen.errors import ArgumentError, TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
 from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
 from chargen.training.distributed import World
@@ -65,27 +65,27 @@ class TrainConfig:
         positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ArgumentError(name, f"must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ArgumentError("lr", f"must be > 0, got {self.lr}")
         if not 0 <= self.lr_min <= 1:
-            raise ValueError(f"lr_min must be in [0, 1], got {self.lr_min}")
+            raise ArgumentError("lr_min", f"must be in [0, 1], got {self.lr_min}")
         if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ArgumentError("weight_decay", f"must be >= 0, got {self.weight_decay}")
         if not self.clip > 0:
-            raise ValueError(f"clip must be > 0, got {self.clip}")
+            raise ArgumentError("clip", f"must be > 0, got {self.clip}")
         for name in ("epochs", "steps", "minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+                raise ArgumentError(name, f"must be > 0, got {value}")
         if not 0 <= self.val_frac < 1:
-            raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+            raise ArgumentError("val_frac", f"must be in [0, 1), got {self.val_frac}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ArgumentError("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.encoding_errors not in ("strict", "replace"):
-            raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {self.encoding_errors!r}")
+            raise ArgumentError("encoding_errors", f"must be 'strict' or 'replace', got {self.encoding_errors!r}")
         if self.line_endings not in ("normalize", "keep"):
-            raise ValueError(f"line_endings must be 'normalize' or 'keep', got {self.line_endings!r}")
+            raise ArgumentError("line_endings", f"must be 'normalize' or 'keep', got {self.line_endings!r}")
         if self.epochs is None and self.steps is None and self.minutes is None:
             self.epochs = 10
 
