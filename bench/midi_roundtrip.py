@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
 from chargen.errors import MidiError  # noqa: E402
-from chargen.music.midifile import MIDI_EXTENSIONS  # noqa: E402
+from chargen.music.vocabulary import has_midi_extension  # noqa: E402
 from chargen.music.roundtrip import measure_roundtrip  # noqa: E402
 from chargen.music.vocabulary import MIDI_VOCAB_VERSION  # noqa: E402
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--compare-version", type=int, help="also count tokens under this version")
     args = parser.parse_args()
 
-    paths = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in MIDI_EXTENSIONS)
+    paths = sorted(p for p in Path(args.folder).iterdir() if has_midi_extension(p))
     print("| file | notes | cut | preserved | % | tokens/note |")
     print("|---|---:|---:|---:|---:|---:|")
     total = kept = at_target = tokens = other_tokens = 0

@@ -106,9 +106,9 @@ def bench_midi(data_dir: Path) -> dict:
 
     if not hasattr(midi, "encode_file"):
         return {"skipped": "skipped: chargen.midi has no encode_file yet (midi branch)"}
-    from chargen.music.vocabulary import MIDI_EXTENSIONS
+    from chargen.music.vocabulary import has_midi_extension
 
-    files = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in MIDI_EXTENSIONS)
+    files = sorted(p for p in data_dir.rglob("*") if has_midi_extension(p))
     if not files:
         return {"skipped": f"skipped: no MIDI files under {data_dir}"}
     import mido

@@ -40,6 +40,7 @@ from chargen.arguments import (
     SECONDS,
     TEMPO,
 )
+from chargen.data.batching import windows_per_epoch
 from chargen.device import random_generator, resolve_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
@@ -185,9 +186,8 @@ class Model:
                                         seconds, prime_seconds, tempo, program, include_prime)
         self._refuse_music_options(seconds=seconds, tempo=tempo, program=program,
                                    include_prime=None if include_prime is True else include_prime)
-        texts = [""] * n
-        for pieces in self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state):
-            texts = [t + p for t, p in zip(texts, pieces)]
+        steps = self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state)  # checks first
+        texts = join_pieces(steps, n)
         return texts[0] if n == 1 else texts
 
     def stream(self, prime: str = "", length: Optional[int] = None, temperature: float = 1.0,
@@ -375,19 +375,24 @@ def _sample_config(temperature, top_k, top_p, length, n, precision: Precision) -
 
 
 def _epochs(record: dict) -> float:
-    """Passes over the training data a checkpoint has made, fractions included (0.22, not 0).
-
-    A pass is the number of windows corpus.batchify and num_windows cut the training
-    tokens into: columns = tokens // batch_size, windows = ceil((columns - 1) / seq_len).
-    """
+    """Passes over the training data a checkpoint has made, fractions included (0.22, not 0)."""
     state, train, corpus = record.get("state", {}), record.get("train_config", {}), record.get("corpus", {})
     epoch, window = state.get("epoch", 0), state.get("window", 0)
     try:
-        columns = corpus["train_tokens"] // train["batch_size"]
-        windows = -(-(columns - 1) // train["seq_len"])
+        windows = windows_per_epoch(corpus["train_tokens"], train["batch_size"], train["seq_len"])
     except (KeyError, TypeError, ZeroDivisionError):
         return float(epoch)
     return epoch + window / windows if windows > 0 else float(epoch)
+
+
+def join_pieces(steps: Iterator[list[str]], n: int) -> list[str]:
+    """Each of n samples' text from the pieces stream() yields at each step: appended to a list
+    per sample and joined once, so a long sample costs linear time (adding strings costs quadratic)."""
+    pieces: list[list[str]] = [[] for _ in range(n)]
+    for step in steps:
+        for sample, piece in zip(pieces, step):
+            sample.append(piece)
+    return ["".join(sample) for sample in pieces]
 
 
 def _single(pieces: Iterator[list[str]]) -> Iterator[str]:

@@ -1,7 +1,15 @@
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chargen.data.batching import batchify, fit_layout, get_window, num_windows
+from chargen.data.batching import (
+    batchify,
+    fit_layout,
+    get_window,
+    num_windows,
+    windows_per_epoch,
+)
 from chargen.errors import CorpusError
 
 
@@ -22,6 +30,20 @@ def test_windows_cover_every_target_once():
     targets = [y for w in range(num_windows(streams, 6)) for y in get_window(streams, w, 6)[1].T]
     covered = torch.stack(targets).T.flatten().tolist()
     assert sorted(covered) == sorted(streams[:, 1:].flatten().tolist())
+
+
+@given(tokens=st.integers(2, 3000), batch_size=st.integers(1, 64), seq_len=st.integers(1, 200))
+def test_windows_per_epoch_from_sizes_alone_counts_the_windows_training_walks(tokens, batch_size, seq_len):
+    """What `chargen info` reports as epochs comes from a checkpoint's sizes: the same count as
+    the windows get_window walks over the batchified ids."""
+    if tokens // batch_size < 2:
+        return  # batchify refuses such a corpus
+    streams = batchify(torch.arange(tokens), batch_size)
+    walked = 0
+    while walked * seq_len < streams.shape[1] - 1:
+        get_window(streams, walked, seq_len)
+        walked += 1
+    assert windows_per_epoch(tokens, batch_size, seq_len) == num_windows(streams, seq_len) == walked
 
 
 def test_fit_layout_shrinks_for_short_corpora():

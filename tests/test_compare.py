@@ -125,14 +125,14 @@ def test_cli_prints_the_table_on_stderr_and_json_on_stdout(corpus):
     (["missing.mid", "--corpus", "{corpus}"], "missing.mid: no such file or directory"),
     (["{text}", "--corpus", "{corpus}"], "--corpus is MIDI but the generated files are text"),
     (["{broken}", "--corpus", "{corpus}"], "broken.mid: not a midi file"),
-    (["{text}", "--corpus", "{empty}"], "empty"),
+    (["{text}", "--corpus", "{empty}"], "blank.txt: the corpus is empty"),  # not named "empty": the words must be the message's
 ])
 def test_cli_bad_input_is_one_error_line(corpus, tmp_path, args, message):
     (tmp_path / "words.txt").write_text("some words here", encoding="utf-8")
     (tmp_path / "broken.mid").write_bytes(b"not music")
-    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "blank.txt").write_text("", encoding="utf-8")
     names = {"corpus": corpus, "text": tmp_path / "words.txt", "broken": tmp_path / "broken.mid",
-             "empty": tmp_path / "empty.txt"}
+             "empty": tmp_path / "blank.txt"}
     result = CliRunner().invoke(cli, ["compare"] + [a.format(**names) for a in args])
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()

@@ -342,14 +342,10 @@ def test_a_huge_file_with_a_midi_header_is_refused_unread(tmp_path):
     assert_clean_error(invoke("show", huge), "huge.mid", "too large for a midi file")
 
 
-@pytest.fixture(scope="module")
-def music_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("music")
-    run = tmp / "run"
-    song = Path(__file__).parent / "data" / "midi" / "tiny_c_major_scale.mid"
-    result = invoke("train", song, "--steps", "1", "--out", run, *TINY)
-    assert result.exit_code == 0, result.output
-    return run
+@pytest.fixture
+def music_run(session_music_run) -> Path:
+    """The session's tiny music run: no test here writes into it (samples go to --out or fail first)."""
+    return session_music_run
 
 
 def test_skipped_midi_files_are_noted_with_their_path_once(tmp_path, music_run, wide_terminal):
@@ -538,14 +534,6 @@ def test_resume_with_out_changes_nothing_elsewhere(trained_run, tmp_path):
 # -- sampling: every option checked before any work, no file of a run ever overwritten -----------
 
 MIDI_DATA = Path(__file__).parent / "data" / "midi"
-
-
-@pytest.fixture
-def music_run(tmp_path) -> Path:
-    run = tmp_path / "music"
-    result = invoke("train", MIDI_DATA / "tiny_c_major_scale.mid", "--steps", "2", "--out", run, *TINY)
-    assert result.exit_code == 0, result.output
-    return run
 
 
 @pytest.fixture

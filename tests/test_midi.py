@@ -486,6 +486,17 @@ def test_read_prime_takes_the_first_seconds():
         midi.read_prime(path, 0)
 
 
+@pytest.mark.parametrize("seconds", [0.25, 1.0, 2.5, 7.0, 1000.0])
+def test_a_prime_is_the_longest_start_of_the_file_within_its_seconds(seconds):
+    """read_prime and tokens_duration keep time with one clock (vocabulary.Clock): the prime
+    holds at most `seconds` of music, and one more token would pass them."""
+    path = HERE / "data" / "midi" / "joplin_maple_leaf_rag.mid"
+    tokens, prime = midi.encode_file(path), midi.read_prime(path, seconds)
+    assert prime == tokens[:len(prime)]
+    assert miditokens.tokens_duration(prime) <= seconds + 1e-9
+    assert len(prime) == len(tokens) or miditokens.tokens_duration(tokens[:len(prime) + 1]) > seconds + 1e-9
+
+
 def test_is_midi_file_checks_content(tmp_path):
     real = TEST_FILES[0]
     assert miditokens.is_midi_file(real)
@@ -499,6 +510,22 @@ def test_is_midi_file_checks_content(tmp_path):
                      + len(data).to_bytes(4, "little") + data)
     assert miditokens.is_midi_file(riff)
     assert midi.encode_file(riff) == midi.encode_file(real)
+
+
+def test_telling_a_midi_file_never_opens_a_pipe(tmp_path):
+    """A FIFO named like MIDI is MIDI by its name; one named otherwise is not opened to look
+    (opening a FIFO with no writer blocks forever), nor is a directory."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert not miditokens.is_midi_file(fifo) and not miditokens.looks_like_midi(fifo)
+    os.mkfifo(tmp_path / "pipe.MID")
+    assert miditokens.looks_like_midi(tmp_path / "pipe.MID")
+    assert not miditokens.is_midi_file(tmp_path)
+    riff_wave = tmp_path / "sound.wav"
+    riff_wave.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+    assert not miditokens.looks_like_midi(riff_wave)
+    with pytest.raises(MidiError, match="not a midi file"):
+        midi.read_midi(riff_wave)
 
 
 @pytest.mark.parametrize("content, reason", [

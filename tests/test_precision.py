@@ -83,9 +83,40 @@ def test_auto_picks_bf16_where_it_is_native(native_bf16):
         assert (x @ torch.randn(4, 2)).dtype == torch.bfloat16
 
 
-def test_the_probe_itself_runs_a_real_forward_pass():
+def test_the_probe_itself_runs_a_real_forward_pass(monkeypatch):
+    """The probe's answer is what a bf16 LSTM pass does on this machine, measured, not assumed:
+    the pass runs inside bf16 autocast, agrees with a pass run here independently, and the
+    probe says no (and why) when the pass raises or gives non-finite numbers."""
+    real_forward = torch.nn.LSTM.forward
+    under_bf16 = []
+
+    def watched(self, *args, **kwargs):
+        under_bf16.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", watched)
     ok, failure = precision._probe_forward("cpu")
-    assert ok == BF16_WORKS and (ok or failure)
+    assert under_bf16 == [True]
+    try:  # the same question, asked here without the probe
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = real_forward(torch.nn.LSTM(4, 8, batch_first=True), torch.randn(2, 3, 4))
+        works = bool(torch.isfinite(out.float()).all())
+    except RuntimeError:
+        works = False
+    assert ok == works and (ok or failure)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no bf16 kernel for lstm")
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", broken)
+    assert precision._probe_forward("cpu") == (False, "RuntimeError: no bf16 kernel for lstm")
+
+    def overflowing(self, *args, **kwargs):
+        out, hidden = real_forward(self, *args, **kwargs)
+        return out * float("inf"), hidden
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", overflowing)
+    assert precision._probe_forward("cpu") == (False, "non-finite output")
 
 
 def test_unknown_precision_is_refused():

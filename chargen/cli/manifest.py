@@ -14,13 +14,15 @@ regenerates exactly that file, on the same device and precision.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from chargen import __version__
 from chargen.atomic import atomic_write
+from chargen.data.cache import (
+    file_fingerprint,  # SHA-256 of a file's bytes, as a corpus's cache entry records
+)
 from chargen.errors import ChargenError
 
 FORMAT = "chargen-sample-manifest"
@@ -37,15 +39,6 @@ def manifest_path(sample: os.PathLike | str) -> Path:
     return sample.with_name(sample.name + SUFFIX)
 
 
-def checkpoint_digest(file: os.PathLike | str) -> str:
-    """SHA-256 of a file (a checkpoint, a prime), so that a regeneration notices a changed one."""
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build(checkpoint: Path, digest: str, options: dict, index: int, device: str, precision: str) -> dict:
     """The manifest of sample `index` (1-based) of a call to generate() with `options`."""
     missing = [name for name in OPTIONS if name not in options]
@@ -54,7 +47,7 @@ def build(checkpoint: Path, digest: str, options: dict, index: int, device: str,
     prime_digest = None
     if options["prime"]:
         options["prime"] = os.path.abspath(options["prime"])
-        prime_digest = checkpoint_digest(options["prime"])
+        prime_digest = file_fingerprint(options["prime"])
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "chargen_version": __version__,
             "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": digest,
             "prime_sha256": prime_digest, "device": device, "precision": precision, "sample": index,
@@ -96,9 +89,9 @@ def read(path: os.PathLike | str) -> dict:
 def check_sources(manifest: dict, checkpoint: Path, path: os.PathLike | str) -> None:
     """ChargenError unless `checkpoint` and the prime are the files the sample came from (SHA-256):
     with others, the same seed gives other music."""
-    if checkpoint_digest(checkpoint) != manifest.get("checkpoint_sha256"):
+    if file_fingerprint(checkpoint) != manifest.get("checkpoint_sha256"):
         raise ChargenError(f"{path}: {checkpoint} is not the checkpoint this sample came from (its SHA-256 "
                            "differs); the same seed would give other music")
     prime = manifest["options"]["prime"]
-    if prime and (not os.path.isfile(prime) or checkpoint_digest(prime) != manifest.get("prime_sha256")):
+    if prime and (not os.path.isfile(prime) or file_fingerprint(prime) != manifest.get("prime_sha256")):
         raise ChargenError(f"{path}: the prime {prime} is gone or changed since the sample was written")

@@ -6,9 +6,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from chargen.arguments import BATCH_SIZE
 from chargen.cli import display
 from chargen.cli.display import err
-from chargen.arguments import BATCH_SIZE
 from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 from chargen.atomic import atomic_write
 from chargen.errors import ArgumentError, ChargenError
-from chargen.music.vocabulary import MIDI_EXTENSIONS
+from chargen.music.vocabulary import has_midi_extension
 from chargen.training import checkpoint
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -42,7 +42,7 @@ def sample_paths(out: Optional[str | os.PathLike], count: int, kind: str,
         _make_folder(folder, hint="; name a file to write with --out")
         out = folder / f"sample-{time.strftime('%Y%m%d-%H%M%S')}.mid"
     out = Path(out)
-    if kind == "midi" and not out.name.lower().endswith(MIDI_EXTENSIONS):
+    if kind == "midi" and not has_midi_extension(out):
         raise ArgumentError("out", f"{out}: a music model writes MIDI; name the file .mid")
     paths = [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
     for path in paths:

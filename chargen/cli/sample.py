@@ -11,8 +11,6 @@ from typing import Optional
 import click
 from rich.markup import escape
 
-from chargen.cli import display
-from chargen.cli.display import err
 from chargen.arguments import (
     DEFAULT_PRIME_SECONDS,
     LENGTH,
@@ -26,6 +24,8 @@ from chargen.arguments import (
     TOP_K,
     TOP_P,
 )
+from chargen.cli import display
+from chargen.cli.display import err
 from chargen.cli.options import (
     SAMPLE_OPTIONS,
     default_of,
@@ -127,6 +127,7 @@ def _stream_to_stdout(prime: str, pieces) -> None:
 
 
 def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: Optional[str], out) -> None:
+    from chargen.api import join_pieces
     from chargen.cli import output
 
     prime = (prime or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # undecodable argv bytes
@@ -137,9 +138,8 @@ def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: 
     if paths is None and options["n"] == 1:  # one sample to the terminal: show it as it comes
         _stream_to_stdout(prime, pieces)
         return
-    texts = [prime] * options["n"]
-    for step in ([p] for p in pieces) if options["n"] == 1 else pieces:
-        texts = [text + piece for text, piece in zip(texts, step)]
+    steps = ([piece] for piece in pieces) if options["n"] == 1 else pieces
+    texts = [prime + text for text in join_pieces(steps, options["n"])]
     if paths is None:
         for i, text in enumerate(texts):
             err.print(f"[dim]── sample {i + 1} of {len(texts)} ──[/]")
@@ -154,12 +154,10 @@ def _is_midi_path(text: str) -> bool:
     """Whether a text --prime is really the name of a MIDI file (a likely mix-up)."""
     if "\n" in text or len(text) > 4096 or not os.path.isfile(text):
         return False
-    from chargen.music.vocabulary import (  # no mido: a text model never needs it
-        MIDI_EXTENSIONS,
-        is_midi_file,
-    )
+    # no mido: a text model never needs it
+    from chargen.music.vocabulary import looks_like_midi
 
-    return text.lower().endswith(MIDI_EXTENSIONS) or is_midi_file(text)
+    return looks_like_midi(text)
 
 
 def _sample_music(model, options: dict, out, index: Optional[int] = None) -> None:
@@ -168,6 +166,7 @@ def _sample_music(model, options: dict, out, index: Optional[int] = None) -> Non
     `index` (1-based) writes only that sample of the batch (a regeneration).
     """
     from chargen.cli import manifest, output
+    from chargen.data.cache import file_fingerprint
     from chargen.music import midifile
 
     paths = output.sample_paths(out, 1 if index else options["n"], "midi", model.file)  # checked before any work
@@ -176,7 +175,7 @@ def _sample_music(model, options: dict, out, index: Optional[int] = None) -> Non
     songs = model.generate(**options)
     songs = songs if options["n"] > 1 else [songs]
     numbers = [index] if index else range(1, options["n"] + 1)
-    digest = manifest.checkpoint_digest(model.file) if model.file is not None else None
+    digest = file_fingerprint(model.file) if model.file is not None else None
     for path, number in zip(paths, numbers):
         song = songs[number - 1]
         midifile.write_midi(song, path)

@@ -54,8 +54,15 @@ def fit_layout(num_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int
 
 
 def num_windows(streams: torch.Tensor, seq_len: int) -> int:
-    """Windows in one epoch: every input position but the last column is covered once."""
-    return -(-(streams.shape[1] - 1) // seq_len)
+    """Windows in one epoch of streams (B, N)."""
+    return windows_per_epoch(streams.numel(), streams.shape[0], seq_len)
+
+
+def windows_per_epoch(num_tokens: int, batch_size: int, seq_len: int) -> int:
+    """Windows in one epoch over `num_tokens` ids cut into `batch_size` streams, from the sizes
+    alone (all a checkpoint records): every input position but the last column is covered once."""
+    columns = num_tokens // batch_size  # as batchify cuts them
+    return -(-(columns - 1) // seq_len)
 
 
 def get_window(streams: torch.Tensor, index: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:

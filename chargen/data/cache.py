@@ -61,7 +61,8 @@ def _key(source: str, tokenizer: str) -> dict:
 
 
 def file_fingerprint(source: str) -> str:
-    """SHA-256 of a file's bytes, in hex: the fingerprint a cache entry is tied to."""
+    """SHA-256 of a file's bytes, in hex: the fingerprint a cache entry is tied to (and the
+    digest a music sample's manifest records of its checkpoint and prime)."""
     digest = hashlib.sha256()
     with open(source, "rb") as f:
         while chunk := f.read(HASH_CHUNK):

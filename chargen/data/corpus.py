@@ -29,7 +29,8 @@ from chargen.data.textstream import LINE_ENDINGS, GrowingVocab, encode_stream, r
 from chargen.errors import CorpusError, MidiError
 from chargen.music.vocabulary import (  # no mido: a text run never imports it
     MIDI_EXTENSIONS,
-    is_midi_file,
+    has_midi_extension,
+    looks_like_midi,
 )
 from chargen.vocab import Vocab, storage_dtype
 
@@ -95,7 +96,7 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> FoundFiles
         if path.is_dir():
             found = _walk(path, skipped)
             want_midi = format == "midi" or (
-                format is None and any(f.suffix.lower() in MIDI_EXTENSIONS for f in found)
+                format is None and any(has_midi_extension(f) for f in found)
             )
             exts = MIDI_EXTENSIONS if want_midi else TEXT_EXTENSIONS
             chosen = [str(f) for f in found if f.suffix.lower() in exts]
@@ -107,7 +108,7 @@ def find_files(paths: Sequence[str], format: Optional[str] = None) -> FoundFiles
             files.append(str(path))
     files = _once_each(files, skipped)
     if format is None:
-        kinds = {STDIN == f or not _looks_like_midi(f) for f in files}
+        kinds = {STDIN == f or not looks_like_midi(f) for f in files}
         if len(kinds) > 1:
             raise CorpusError("the corpus mixes text and MIDI files; pass --format to choose")
         format = "text" if kinds.pop() else "midi"
@@ -146,12 +147,6 @@ def _once_each(files: list[str], skipped: list[tuple[str, str]]) -> list[str]:
         seen.add(key)
         unique.append(f)
     return unique
-
-
-def _looks_like_midi(path: str) -> bool:
-    if Path(path).suffix.lower() in MIDI_EXTENSIONS:
-        return True
-    return _is_regular_file(path) and is_midi_file(path)
 
 
 def _is_regular_file(path: str) -> bool:

@@ -32,11 +32,12 @@ from chargen.music.grid import (
     TimedNote,
     beats2seconds,
     plan_notes,
-    seconds_per_step,
 )
 from chargen.music.vocabulary import (
     MIDI_VOCAB_VERSION,
+    Clock,
     notes_to_tokens,
+    starts_like_midi,
     tokens_to_notes,
     tokens_to_notes_after,
 )
@@ -87,7 +88,7 @@ def read_midi(path) -> mido.MidiFile:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if head and not (head.startswith(b"MThd") or head.startswith(b"RIFF")):
+            if head and not starts_like_midi(head):
                 raise MidiError(f"{path}: not a midi file (no MThd header)")
             data = head + f.read(MAX_MIDI_BYTES + 1 - len(head))
     except OSError as e:
@@ -346,15 +347,10 @@ def read_prime(path, seconds: float, version: int = MIDI_VOCAB_VERSION) -> list[
     """The tokens of the first `seconds` of a MIDI file (a prime for sampling)."""
     PRIME_SECONDS.check(seconds, "seconds")
     tokens = encode_file(path, version)
-    elapsed, bpm = 0.0, DEFAULT_BPM
+    clock = Clock(version)
     for i, token in enumerate(tokens):
-        kind, _, value = token.partition(":")
-        if kind == "tempo":
-            bpm = int(value)
-        elif kind == "shift":
-            elapsed += int(value) * seconds_per_step(bpm)
-            if elapsed > seconds + 1e-9:
-                return tokens[:i]
+        if clock.read(token) > seconds + 1e-9:  # this shift would pass the end
+            return tokens[:i]
     return tokens
 
 

@@ -16,6 +16,8 @@ chargen.music.midifile turns MIDI files into the grid's notes and back.
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -32,20 +34,33 @@ MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 # -- recognizing MIDI files ---------------------------------------------------------
 
 
+def has_midi_extension(path) -> bool:
+    """Whether a file's name says MIDI (.mid, .midi, .kar, in any case)."""
+    return str(path).lower().endswith(MIDI_EXTENSIONS)
+
+
+def starts_like_midi(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are a Standard MIDI File's, or a RIFF RMID wrapper's."""
+    return head.startswith(b"MThd") or (head[:4] == b"RIFF" and head[8:12] == b"RMID")
+
+
 def is_midi_file(path) -> bool:
-    """True when the file starts like a Standard MIDI File (or a RIFF RMID wrapper)."""
+    """Whether `path` is a regular file that starts like MIDI. Nothing else is opened: reading
+    a pipe would consume what it holds, and a FIFO or a device could block."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(12)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name with a NUL byte
         return False
-    return head.startswith(b"MThd") or (head[:4] == b"RIFF" and head[8:12] == b"RMID")
+    return starts_like_midi(head)
 
 
 def looks_like_midi(path) -> bool:
     """Whether a path names a MIDI file, by its extension or its first bytes: the one test
-    the corpus loader, the CLI and the server use."""
-    return str(path).lower().endswith(MIDI_EXTENSIONS) or is_midi_file(path)
+    the corpus loader and the command line use."""
+    return has_midi_extension(path) or is_midi_file(path)
 
 
 # -- versions ------------------------------------------------------------------------
@@ -131,13 +146,40 @@ def tokens_to_notes_after(tokens: Sequence[str], prime_length: int, version: int
     return kept, [(0, start_bpm)] + later, end - cut
 
 
+class Clock:
+    """The seconds of music tokens have played, read one token at a time: each shift moves
+    time on at the tempo the last tempo token set (DEFAULT_BPM before any). Tokens outside
+    the version's vocabulary move nothing. tokens_duration, midifile.read_prime and a
+    sampler that stops at so many seconds all keep time with it.
+
+        clock = Clock(version)
+        for token in tokens:
+            clock.read(token)        # clock.seconds: the music so far
+    """
+
+    def __init__(self, version: int = MIDI_VOCAB_VERSION):
+        check_version(version)
+        self.known = _known(version)
+        self.seconds, self.bpm = 0.0, DEFAULT_BPM
+
+    def read(self, token: str) -> float:
+        """Take one token into account; the seconds played so far."""
+        if token in self.known:
+            kind, _, value = token.partition(":")
+            self.step(kind, int(value) if value else 0)
+        return self.seconds
+
+    def step(self, kind: str, value: int) -> None:
+        """Take one parsed token (kind, value) into account, as grid.first_piece yields them."""
+        if kind == "tempo":
+            self.bpm = value
+        elif kind == "shift":
+            self.seconds += value * seconds_per_step(self.bpm)
+
+
 def tokens_duration(tokens: Sequence[str], version: int = MIDI_VOCAB_VERSION) -> float:
     """Seconds of music in the first piece of `tokens` (its time shifts), following its tempo tokens."""
-    check_version(version)
-    seconds, bpm = 0.0, DEFAULT_BPM
-    for kind, value in first_piece(tokens, _known(version)):
-        if kind == "tempo":
-            bpm = value
-        elif kind == "shift":
-            seconds += value * seconds_per_step(bpm)
-    return seconds
+    clock = Clock(version)
+    for kind, value in first_piece(tokens, clock.known):
+        clock.step(kind, value)
+    return clock.seconds

@@ -17,7 +17,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from chargen.arguments import LENGTH, SAMPLES, SECONDS, SEED, TEMPERATURE, TOP_K, TOP_P, Range
+from chargen.arguments import (
+    LENGTH,
+    SAMPLES,
+    SECONDS,
+    SEED,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    Range,
+)
 from chargen.errors import ArgumentError
 
 

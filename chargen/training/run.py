@@ -22,7 +22,7 @@ import torch
 
 from chargen import __version__
 from chargen.atomic import atomic_write
-from chargen.data.batching import batchify, fit_layout, num_windows
+from chargen.data.batching import fit_layout, windows_per_epoch
 from chargen.data.corpus import Corpus, load_corpus
 from chargen.device import resolve_device
 from chargen.errors import ChargenError, CheckpointError, CorpusError
@@ -254,7 +254,8 @@ def resume_run(
         checkpoint.remove_stale_temporaries(directory)
         metrics.truncate(directory, state.step)
         notes += _reconcile_best(directory, file, state)
-    if progress_of(config, state, num_windows(batchify(corpus.train, config.batch_size), config.seq_len)) >= 1:
+    windows = windows_per_epoch(len(corpus.train), config.batch_size, config.seq_len)  # < 1: train() says why
+    if windows > 0 and progress_of(config, state, windows) >= 1:
         notes.append("this run has already spent its budget; give a larger --steps, --epochs or --minutes to train on")
     return Run(directory, model, optimizer, corpus, config, state, world.device, notes, world)
 
