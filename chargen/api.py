@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -41,7 +42,7 @@ from chargen.arguments import (
     TEMPO,
 )
 from chargen.data.batching import windows_per_epoch
-from chargen.device import random_generator, resolve_device
+from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, Precision, choose_precision
@@ -64,6 +65,12 @@ def load(path: Optional[PathLike] = None, device: str = "cpu", precision: str = 
     the precision of the products when generating and scoring; any checkpoint runs
     in either, and a seed repeats its text on the same machine and precision.
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ArgumentError("path", f"must be a checkpoint file or run directory (a str or path), "
+                                    f"got {type(path).__name__}")
+    if isinstance(path, os.PathLike) and not isinstance(os.fspath(path), str):
+        raise ArgumentError("path", "must be a str path, not bytes")
+    resolve_device(device)  # a bad device fails before the checkpoint is read
     loaded = checkpoint.load_model(path)
     return Model(loaded.model, loaded.vocab, device=device, file=loaded.file, payload=loaded.payload,
                  precision=precision)
@@ -82,6 +89,11 @@ class State:
     hidden: Hidden  # the model's hidden state for one stream: (num_layers, 1, hidden_size), a pair for LSTM
     logits: torch.Tensor  # (1, vocab_size): the model's scores for the character that comes next
     length: int  # how many characters have been read into this state
+    # Which model made it: its shape ("lstm 2x512, vocabulary 65") and an identity no other
+    # Model object shares. A state means something only to the weights that wrote it; another
+    # model of the same shape would read it as noise, so every other model refuses it.
+    model: str = ""
+    model_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class Model:
         self.network = network.to(self.device).eval()
         self.vocab = vocab
         self.file = file
+        self._identity = secrets.token_hex(8)  # what a State records as "made by this model"
+        self._threads: dict[tuple, int] = {}  # sampling_threads(): chosen once per workload
         self._payload = {k: v for k, v in (payload or {}).items() if k not in ("model_state", "optimizer_state")}
 
     @property
@@ -154,7 +168,8 @@ class Model:
             hidden = self.network.init_hidden(1)
         ids = self.vocab.encode(text).to(self.device).unsqueeze(0)  # (1, T)
         logits, hidden = read(self.network, ids, hidden, self.precision)
-        return State(hidden=hidden, logits=logits, length=(state.length if state else 0) + len(text))
+        return State(hidden=hidden, logits=logits, length=(state.length if state else 0) + len(text),
+                     model=self._shape(), model_id=self._identity)
 
     def generate(self, prime="", length: Optional[int] = None, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, stop: Optional[str] = None,
@@ -220,6 +235,21 @@ class Model:
         generator = random_generator(self.device, seed)
         return generate_text(self.network, self.vocab, prime, config, generator, stop=stop or None, start=start)
 
+
+    def sampling_threads(self, length: int = DEFAULT_LENGTH, n: int = 1) -> int:
+        """The torch thread count that `chargen sample` and `chargen serve` generate `n` samples
+        of `length` tokens on: timed once per model and number of samples, then remembered.
+
+        Generation itself never changes torch's thread count: it runs on the caller's. To
+        sample as the commands do, set the count once, before sampling:
+        ``torch.set_num_threads(model.sampling_threads(5000))`` (see chargen/sampling/threads.py).
+        """
+        from chargen.sampling import threads
+
+        key = (min(length, threads.PROBE_ABOVE_TOKENS), n, torch.get_num_threads())
+        if key not in self._threads:
+            self._threads[key] = threads.choose_threads(self.network, self.precision, length, n)
+        return self._threads[key]
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -312,10 +342,19 @@ class Model:
         return self.vocab.fit(prime, "prime")
 
     def _check_state(self, state) -> None:
+        """ArgumentError unless `state` came from this model's prime_state()."""
         if not isinstance(state, State):
             raise ArgumentError("state", f"must be a State from prime_state(), got {type(state).__name__}")
-        if state.logits.shape != (1, len(self.vocab)) or state.logits.device != self.device:
-            raise ArgumentError("state", "belongs to another model (or another device)")
+        if state.model_id != self._identity:
+            made_by = f"a {state.model}" if state.model else "no model's prime_state()"
+            raise ArgumentError("state", f"belongs to another model: it was made by {made_by}, and this is "
+                                         f"a {self._shape()}; a state continues only the model that made it")
+        if not same_device(state.logits.device, self.device):
+            raise ArgumentError("state", f"is on {state.logits.device}, and this model runs on {self.device}")
+
+    def _shape(self) -> str:
+        c = self.config
+        return f"{c.cell} {c.num_layers}x{c.hidden_size} model of vocabulary {len(self.vocab)}"
 
     def _default_prime(self) -> str:
         """Without a prime, start as a fresh line would: a newline if the vocabulary has one."""

@@ -236,6 +236,35 @@ def test_a_state_from_another_model_is_refused(model):
         model.generate(length=5, state=other.prime_state("All"))
 
 
+def test_a_state_from_another_model_of_the_same_vocabulary_size_is_refused(model, run):
+    """Issue 20/21: another model's state of the same vocabulary size ended in AttributeError or
+    RuntimeError; a State records which model made it, and every other model refuses it."""
+    from conftest import tiny_model
+
+    twin = chargen.load(run, precision="fp32")  # the same file, loaded again: another Model object
+    other = chargen.Model(tiny_model(cell="gru", vocab_size=len(model.vocab), hidden_size=12), model.vocab)
+    larger = chargen.Model(tiny_model(vocab_size=len(model.vocab), hidden_size=24), model.vocab)
+    for stranger in (twin, other, larger):
+        state = stranger.prime_state("All")
+        for call in (lambda: model.generate(length=5, state=state), lambda: list(model.stream(length=5, state=state)),
+                     lambda: model.prime_state(" more", state), lambda: model.prime_state("", state)):
+            with pytest.raises(chargen.ArgumentError, match="belongs to another model") as e:
+                call()
+            assert e.value.parameter == "state"
+    assert "a gru 2x12 model of vocabulary" in str(e.value) or "lstm 2x24" in str(e.value)
+    hand_made = chargen.State(hidden=state.hidden, logits=state.logits, length=3)
+    with pytest.raises(chargen.ArgumentError, match="made by no model"):
+        model.generate(length=5, state=hand_made)
+    assert model.generate(length=5, seed=1, state=model.prime_state("All")) == model.generate("All", length=5, seed=1)
+
+
+@pytest.mark.parametrize("path", [5, 2.0, b"checkpoints", ["run"]])
+def test_load_refuses_what_is_not_a_path_naming_the_parameter(path):
+    with pytest.raises(chargen.ArgumentError) as e:
+        chargen.load(path)
+    assert e.value.parameter == "path"
+
+
 def test_random_generator_lives_on_the_device_asked_for():
     generator = devices.random_generator(torch.device("cpu"), 5)
     assert generator.device == torch.device("cpu")

@@ -87,6 +87,8 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=num_samples)
     with named_options(SAMPLE_OPTIONS):
         model = api.load(checkpoint_path, device=device, precision=precision)
+        tokens = length if "length" in given or model.kind == "text" or seconds is None else api.MAX_MUSIC_TOKENS
+        _set_threads(model, tokens, num_samples)
         if model.kind == "midi":
             if stop is not None:
                 raise ArgumentError("stop", "is for text models; this is a music model")
@@ -99,6 +101,14 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
                 if value is not None:
                     raise ArgumentError(name, "is for music models; this is a text model")
             _sample_text(model, options, prime, length, unescape(stop), out)
+
+
+def _set_threads(model, tokens: int, n: int) -> None:
+    """Set this process's torch thread count, once, to what a timing picks for this model and
+    workload (chargen/sampling/threads.py); generation never changes it."""
+    import torch
+
+    torch.set_num_threads(model.sampling_threads(tokens, n))
 
 
 # One sample's new text is written once this long has passed since the last write: to the eye
@@ -204,5 +214,7 @@ def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
     if out is None:
         name = Path(manifest_file).name.removesuffix(manifest.SUFFIX)
         out = Path(manifest_file).with_name(f"{Path(name).stem}-again{Path(name).suffix or '.mid'}")
+    options = dict(record["options"])
+    _set_threads(model, options["length"] or api.MAX_MUSIC_TOKENS, options["n"])
     with named_options(SAMPLE_OPTIONS):
-        _sample_music(model, dict(record["options"]), out, index=record["sample"])
+        _sample_music(model, options, out, index=record["sample"])

@@ -42,6 +42,10 @@ def serve(runs, host, port, max_length, max_samples, max_request_bytes, device):
         raise
     limits = Limits(max_length=max_length, max_samples=max_samples, max_request_bytes=max_request_bytes)
     models = serving.load_models(list(runs), limits, device=device)
+    import torch
+
+    # Once, before any request thread exists: each takes this count when it starts (sampling/threads.py).
+    torch.set_num_threads(min(s.model.sampling_threads(limits.max_length) for s in models))
     app = server.create_app(models, limits)
     sock = server.listen(host, port)
     if not server.is_loopback(host):

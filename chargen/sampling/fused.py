@@ -54,7 +54,7 @@ class FusedStep:
         fold_hh = self.cell != "gru"
         # An LSTM's gate rows come as (input, forget, candidate, output); reordered to
         # (input, forget, output, candidate), the three sigmoid gates are one slice.
-        rows = _lstm_gate_order(H) if self.cell == "lstm" else slice(None)
+        rows = _lstm_gate_order(H, self.h.device) if self.cell == "lstm" else slice(None)
         self.layers = []
         for layer in range(L):
             w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}")[rows], getattr(rnn, f"weight_hh_l{layer}")[rows]
@@ -171,9 +171,10 @@ class FusedStep:
             self.gates.add_(recurrent)
 
 
-def _lstm_gate_order(H: int) -> torch.Tensor:
-    """Row indices that reorder an LSTM's (i, f, g, o) gate blocks of H rows to (i, f, o, g)."""
-    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+def _lstm_gate_order(H: int, device: torch.device) -> torch.Tensor:
+    """Row indices, on `device`, that reorder an LSTM's (i, f, g, o) gate blocks of H rows to (i, f, o, g)."""
+    blocks = [(0, 2 * H), (3 * H, 4 * H), (2 * H, 3 * H)]
+    return torch.cat([torch.arange(start, end, device=device) for start, end in blocks])
 
 
 class Bf16Linear:

@@ -25,7 +25,6 @@ from chargen.music.vocabulary import tokens_duration
 from chargen.precision import FP32, Precision, choose_precision
 from chargen.sampling.draw import SampleConfig, choose
 from chargen.sampling.fused import FusedStep
-from chargen.sampling.threads import StepThreads
 from chargen.vocab import Vocab
 
 PARALLEL_STREAMS = 16  # from this many streams up, sampling steps run the model itself, on all threads
@@ -63,9 +62,9 @@ def generate(
         logits, hidden = read(model, prime.to(device).unsqueeze(0).expand(B, -1), hidden, precision)  # (B, V)
     if B < PARALLEL_STREAMS:
         # Few streams: per-call overhead dominates, so every later token runs through the
-        # hand-fused step, on one thread or all: whichever a timing finds faster
-        # (sampling/threads.py; a busy second core makes more threads 20x slower).
-        step = StepThreads(FusedStep(model, hidden, precision.dtype), config.length)
+        # hand-fused step, on this thread's torch thread count (set once per process, never
+        # here: see sampling/threads.py).
+        step = FusedStep(model, hidden, precision.dtype)
         for _ in range(config.length):
             ids = choose(logits, config, generator)
             yield ids
