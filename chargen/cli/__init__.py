@@ -11,6 +11,7 @@ share, and display.py all of the terminal drawing.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -57,21 +58,32 @@ class ChargenGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:  # `chargen sample | head`: the reader left, which is fine
             _leave_quietly_after_broken_pipe()
+        except OSError as e:
+            # `chargen sample > /dev/full`: every file chargen writes reports its own failures
+            # with its name, so a write error without a file name is the output's.
+            if e.filename is not None or e.errno not in _OUTPUT_ERRORS:
+                raise
+            _stdout_to_devnull()
+            raise ChargenError(f"cannot write the output: {e.strerror or e}") from e
+
+
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def _leave_quietly_after_broken_pipe() -> None:
-    """Exit 0 without a word, as Unix tools do when the reader of their output goes away.
+    """Exit 0 without a word, as Unix tools do when the reader of their output goes away."""
+    _stdout_to_devnull()
+    sys.exit(0)
 
-    stdout is pointed at /dev/null first: otherwise Python's final flush of the
-    text still buffered for the closed pipe fails again at exit (see the Python
-    docs, "Note on SIGPIPE").
-    """
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: otherwise Python's final flush of the text still buffered for
+    a closed pipe or a full disk fails again at exit (see the Python docs, "Note on SIGPIPE")."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner's capture)
         pass
-    sys.exit(0)
 
 
 @click.group(cls=ChargenGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -34,6 +34,13 @@ def inspect(paths, format, as_json, roundtrip_out):
     from chargen.data.inspection import inspect_files
     from chargen.music import midifile
 
+    if roundtrip_out:  # checked before any work, by the rule `sample --out` follows
+        from pathlib import Path
+
+        from chargen.cli.output import refuse_run_file
+
+        with named_options({"roundtrip": "--roundtrip"}):
+            refuse_run_file(Path(roundtrip_out), "roundtrip")
     report = inspect_files(paths, format)
     if roundtrip_out:
         readable = [r for r in report["files"] if r["kind"] == "midi" and r["error"] is None]

@@ -1,6 +1,10 @@
 """Where samples are written: every path planned and checked before any work, each file
 written atomically, and never a file of a run overwritten.
 
+A device, FIFO or pipe named as --out (/dev/null, /dev/stdout, ``>(cat)``) is written in
+place, never replaced by a file, and never opened for reading by the checks; a symlink is
+followed, and checked as the file it names (chargen/atomic.py).
+
     paths = sample_paths("take.mid", count=3, kind="midi", model_file=run / "best.pt")
     # [take-1.mid, take-2.mid, take-3.mid], or an ArgumentError before anything is generated
 
@@ -10,12 +14,13 @@ a file in the way) fails in one line before minutes of generation, not after.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 from typing import Optional
 
-from chargen.atomic import atomic_write
+from chargen.atomic import is_special_file, output_file
 from chargen.errors import ArgumentError, ChargenError
 from chargen.music.vocabulary import has_midi_extension
 from chargen.training import checkpoint
@@ -44,6 +49,9 @@ def sample_paths(out: Optional[str | os.PathLike], count: int, kind: str,
     out = Path(out)
     if kind == "midi" and not has_midi_extension(out):
         raise ArgumentError("out", f"{out}: a music model writes MIDI; name the file .mid")
+    if count > 1 and is_special_file(out):
+        raise ArgumentError("out", f"{out} is a device or FIFO, which takes one sample; "
+                                   "for several, name a file (FILE-1, FILE-2, ... are written)")
     paths = [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
     for path in paths:
         refuse_run_file(path)
@@ -51,25 +59,37 @@ def sample_paths(out: Optional[str | os.PathLike], count: int, kind: str,
     return paths
 
 
-def refuse_run_file(path: Path) -> None:
-    """ArgumentError if writing `path` would overwrite a checkpoint or a file of a run."""
-    if path.is_dir():
-        raise ArgumentError("out", f"{path} is a folder; name a file")
-    if path.exists() and (path.suffix.lower() in CHECKPOINT_SUFFIXES or _starts_with(path, ZIP_MAGIC)):
-        raise ArgumentError("out", f"{path} is a checkpoint; a sample never overwrites one, name another file")
-    folder = path.parent
-    if _is_run(folder) and (path.exists() or path.name in RUN_FILES):
-        raise ArgumentError("out", f"{path} is a file of the run in {folder}; a sample never overwrites one, "
-                                   "name another file")
+def refuse_run_file(path: Path, parameter: str = "out") -> None:
+    """ArgumentError (naming `parameter`) if writing `path` would overwrite a checkpoint or a file
+    of a run, also through a symlink; a device, FIFO or pipe is never opened to find out."""
+    for where in dict.fromkeys([Path(path), Path(os.path.realpath(path))]):  # the link, then what it names
+        if where.is_dir():
+            raise ArgumentError(parameter, f"{path} is a folder; name a file")
+        if is_special_file(where):
+            return
+        if where.exists() and (where.suffix.lower() in CHECKPOINT_SUFFIXES or _starts_with(where, ZIP_MAGIC)):
+            raise ArgumentError(parameter, f"{path} is a checkpoint; chargen never writes over one, "
+                                           "name another file")
+        folder = where.parent
+        if _is_run(folder) and (where.exists() or where.name in RUN_FILES):
+            raise ArgumentError(parameter, f"{path} is a file of the run in {folder}; chargen never writes "
+                                           "over one, name another file")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text sample atomically (UTF-8); ChargenError in one line if it cannot be written."""
+    """Write a text sample (UTF-8): atomically, or in place to a device or FIFO; ChargenError in
+    one line if it cannot be written."""
     try:
-        with atomic_write(path, "w", encoding="utf-8") as f:
+        with output_file(path, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        raise ChargenError(f"could not write {path}: {e.strerror or e}") from e
+        raise ChargenError(f"could not write {path}: {_reason(e)}") from e
+
+
+def _reason(error: OSError) -> str:
+    if error.errno == errno.ENXIO:  # opening a FIFO that no process reads
+        return "no process is reading it (start the reader first)"
+    return error.strerror or str(error)
 
 
 def _make_folder(folder: Path, hint: str = "") -> None:

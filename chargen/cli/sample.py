@@ -207,6 +207,7 @@ def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
     if others:
         raise click.UsageError(f"--from-manifest takes its settings from the manifest; drop {', '.join(others)}")
     record = manifest.read(manifest_file)
+    _check_like_the_command_line(record["options"], manifest_file)
     model = api.load(checkpoint_path or record["checkpoint"], device=record["device"], precision=record["precision"])
     if model.kind != "midi":
         raise ChargenError(f"{manifest_file}: the manifest is for a music model; {model.file} is a text model")
@@ -218,3 +219,38 @@ def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
     _set_threads(model, options["length"] or api.MAX_MUSIC_TOKENS, options["n"])
     with named_options(SAMPLE_OPTIONS):
         _sample_music(model, options, out, index=record["sample"])
+
+
+# A manifest's option names where they differ from the command's parameters.
+_MANIFEST_PARAMETERS = {"n": "num_samples", "include_prime": "omit_prime"}
+
+
+def _check_like_the_command_line(options: dict, manifest_file) -> None:
+    """ChargenError unless a manifest's options pass the checks their command-line options do:
+    an edited manifest can ask for no more than the command line could ("n": 10**9 is refused
+    as --num-samples 1000000000 is)."""
+    params = {p.name: p for p in click.get_current_context().command.params}
+    for name, value in options.items():
+        param = params[_MANIFEST_PARAMETERS.get(name, name)]
+        option = param.opts[0]
+        if name == "include_prime":
+            if not isinstance(value, bool):
+                raise ChargenError(f"{manifest_file}: the manifest's include_prime must be true or false, "
+                                   f"got {value!r}")
+            continue
+        if value is None:  # an option left out
+            continue
+        if name == "prime":
+            wanted = str
+        elif isinstance(param.type, click.IntRange):
+            wanted = int
+        else:
+            wanted = (int, float)
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ChargenError(f"{manifest_file}: the manifest's {option} must be a "
+                               f"{'path' if wanted is str else 'number'}, got {value!r}")
+        try:
+            param.type.convert(value, param, None)
+        except click.BadParameter as e:
+            raise ChargenError(f"{manifest_file}: the manifest's {option} {value!r} is refused, as on the "
+                               f"command line: {e.format_message()}") from e

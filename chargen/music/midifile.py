@@ -24,7 +24,7 @@ from typing import NamedTuple, Sequence
 import mido
 
 from chargen.arguments import PRIME_SECONDS, PROGRAM, TEMPO
-from chargen.atomic import atomic_write
+from chargen.atomic import output_file
 from chargen.errors import MidiError
 from chargen.music.grid import (
     DEFAULT_BPM,
@@ -332,9 +332,10 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None, prog
 
 
 def write_midi(mid: mido.MidiFile, path) -> None:
-    """Save `mid` atomically (see chargen.atomic); MidiError if the file cannot be written."""
+    """Save `mid` atomically, or in place to a device or FIFO (see chargen.atomic.output_file);
+    MidiError if the file cannot be written."""
     try:
-        with atomic_write(path) as f:
+        with output_file(path) as f:
             mid.save(file=f)
     except OSError as e:
         raise MidiError(f"{path}: cannot write: {e.strerror or e}") from e
