@@ -17,9 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
 from chargen.errors import MidiError  # noqa: E402
-from chargen.music.vocabulary import has_midi_extension  # noqa: E402
 from chargen.music.roundtrip import measure_roundtrip  # noqa: E402
-from chargen.music.vocabulary import MIDI_VOCAB_VERSION  # noqa: E402
+from chargen.music.vocabulary import (
+    MIDI_VOCAB_VERSION,  # noqa: E402
+    has_midi_extension,  # noqa: E402
+)
 
 
 def percent(part: int, whole: int) -> str:

@@ -17,13 +17,13 @@ added to it:
     >>> model.generate(length=80, state=state, seed=3)    # continue from there
 
 The CLI commands sample, eval and info are thin layers over this module, and
-chargen.train() (chargen/training.py) over chargen.run; see docs/python-api.md for a
-walkthrough.
+chargen.train() (chargen/training/api.py) over chargen/training/; see docs/python-api.md
+for a walkthrough. A music model's generate() is chargen/sampling/songs.py, and info()'s
+facts about a run come from chargen/training/facts.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -32,27 +32,16 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen.arguments import (
-    BATCH_SIZE,
-    DEFAULT_PRIME_SECONDS,
-    PRIME_SECONDS,
-    PROGRAM,
-    SAMPLES,
-    SECONDS,
-    TEMPO,
-)
-from chargen.data.batching import windows_per_epoch
+from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS
 from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
-from chargen.precision import PRECISIONS, Precision, choose_precision
-from chargen.sampling.draw import DEFAULT_LENGTH, SampleConfig
-from chargen.sampling.generate import generate_music, generate_text, read
+from chargen.precision import PRECISIONS, choose_precision
+from chargen.sampling.draw import DEFAULT_LENGTH, sample_config
+from chargen.sampling.generate import generate_text, read
 from chargen.training import checkpoint
 from chargen.training.checkpoint import PathLike
 from chargen.vocab import Vocab
-
-MAX_MUSIC_TOKENS = 1_000_000  # with seconds= and no length: a bound for a model that never moves time on
 
 
 def load(path: Optional[PathLike] = None, device: str = "cpu", precision: str = "auto") -> "Model":
@@ -197,8 +186,13 @@ class Model:
         """
         if self.kind == "midi":
             self._refuse_text_options(stop=stop, state=state)
-            return self._generate_music(prime, length, temperature, top_k, top_p, seed, n,
-                                        seconds, prime_seconds, tempo, program, include_prime)
+            from chargen.sampling.songs import (
+                generate_songs,  # mido, only for a music model
+            )
+
+            songs = generate_songs(self.network, self.vocab, self.precision, self.device, prime, length, temperature,
+                                   top_k, top_p, seed, n, seconds, prime_seconds, tempo, program, include_prime)
+            return songs[0] if n == 1 else songs
         self._refuse_music_options(seconds=seconds, tempo=tempo, program=program,
                                    include_prime=None if include_prime is True else include_prime)
         steps = self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state)  # checks first
@@ -222,7 +216,8 @@ class Model:
 
     def _text_pieces(self, prime, length, temperature, top_k, top_p, stop, seed, n, state) -> Iterator[list[str]]:
         """Check every argument now, then return an iterator of each step's new text per sample."""
-        config = _sample_config(temperature, top_k, top_p, DEFAULT_LENGTH if length is None else length, n, self.precision)
+        config = sample_config(temperature, top_k, top_p, DEFAULT_LENGTH if length is None else length, n,
+                               self.precision.name)
         if stop is not None and not isinstance(stop, str):
             raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
         prime = self._check_prime(prime)
@@ -299,33 +294,16 @@ class Model:
 
         For a model loaded from a run, progress (step, epochs, tokens, time,
         history) comes from the run's last.pt, which the run writes last, and the
-        best validation figure from its best.pt.
+        best validation figure from its best.pt (chargen/training/facts.py).
         """
-        latest, best = self._payload, self._payload
-        if self.file is not None and self.file.name in (checkpoint.LAST, checkpoint.BEST):
-            run = self.file.parent
-            for name in (checkpoint.LAST, checkpoint.BEST):
-                other = run / name
-                if name != self.file.name and other.is_file():
-                    record = checkpoint.load(other)
-                    latest, best = (record, best) if name == checkpoint.LAST else (latest, record)
-        state, best_state = latest.get("state", {}), best.get("state", {})
-        best_val = best_state.get("best_val", math.inf)
+        from chargen.training.facts import run_facts
+
         return {
             "checkpoint": None if self.file is None else str(self.file),
             "model": self.config.to_dict(),
             "vocab": {"kind": self.kind, "size": len(self.vocab), "version": self.vocab.version},
             "parameters": self.network.num_parameters(),
-            "step": state.get("step", 0),
-            "epoch": _epochs(latest),
-            "tokens_seen": state.get("tokens", 0),
-            "training_seconds": state.get("elapsed", 0.0),
-            "best_val_bits": best_val if math.isfinite(best_val) else None,
-            "best_step": best_state.get("step") if math.isfinite(best_val) else None,
-            "precision": checkpoint.trained_precision(latest),
-            "history": [list(row) for row in state.get("history", [])],
-            "train": latest.get("train_config", {}),
-            "corpus": latest.get("corpus", {}),
+            **run_facts(self.file, self._payload),
         }
 
     # -- checks shared by every entry point -------------------------------------------
@@ -373,56 +351,6 @@ class Model:
         for name, value in options.items():
             if value is not None:
                 raise ArgumentError(name, "is for text models; this is a music model")
-
-    # -- music ---------------------------------------------------------------------------
-
-    def _generate_music(self, prime, length, temperature, top_k, top_p, seed, n,
-                        seconds, prime_seconds, tempo, program, include_prime=True):
-        """MIDI files for n samples; every option is checked before any work."""
-        from chargen.music import grid, midifile, vocabulary
-
-        vocabulary.check_version(self.vocab.version)  # a model of an older vocabulary samples in its own
-        for value, allowed in ((seconds, SECONDS), (tempo, TEMPO), (program, PROGRAM)):
-            if value is not None:
-                allowed.check(value)
-        PRIME_SECONDS.check(prime_seconds)
-        if not isinstance(include_prime, bool):
-            raise ArgumentError("include_prime", f"must be True or False, got {include_prime!r}")
-        if length is None:
-            length = MAX_MUSIC_TOKENS if seconds is not None else DEFAULT_LENGTH
-        config = _sample_config(temperature, top_k, top_p, length, n, self.precision)
-        if prime is None or prime == "":
-            prime_tokens = [grid.PIECE_TOKEN]
-        elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
-            prime_tokens = midifile.read_prime(prime, prime_seconds, self.vocab.version)
-        else:
-            raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
-        generator = random_generator(self.device, seed)
-        samples = generate_music(self.network, self.vocab, prime_tokens, config, generator, seconds=seconds)
-        skip = 0 if include_prime else len(prime_tokens)  # the prime sets the state; its notes stay out
-        songs = [midifile.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=self.vocab.version,
-                                    prime_length=skip) for tokens in samples]
-        return songs[0] if n == 1 else songs
-
-
-def _sample_config(temperature, top_k, top_p, length, n, precision: Precision) -> SampleConfig:
-    """A SampleConfig, or an ArgumentError naming the parameter that is out of range
-    (SampleConfig checks each field against chargen/arguments.py)."""
-    SAMPLES.check(n)  # named as the API names it; SampleConfig would say num_samples
-    return SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, length=length, num_samples=n,
-                        precision=precision.name)
-
-
-def _epochs(record: dict) -> float:
-    """Passes over the training data a checkpoint has made, fractions included (0.22, not 0)."""
-    state, train, corpus = record.get("state", {}), record.get("train_config", {}), record.get("corpus", {})
-    epoch, window = state.get("epoch", 0), state.get("window", 0)
-    try:
-        windows = windows_per_epoch(corpus["train_tokens"], train["batch_size"], train["seq_len"])
-    except (KeyError, TypeError, ZeroDivisionError):
-        return float(epoch)
-    return epoch + window / windows if windows > 0 else float(epoch)
-
 
 def join_pieces(steps: Iterator[list[str]], n: int) -> list[str]:
     """Each of n samples' text from the pieces stream() yields at each step: appended to a list

@@ -249,19 +249,19 @@ def test_cli_defaults_match_the_config_dataclasses():
 
 
 def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monkeypatch):
-    from chargen.training import run as runs
+    from chargen.training import dropout
 
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--steps", "1", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     assert "--dropout 0.3 (chosen for" in result.stderr
     assert checkpoint.load(tmp_path / "a" / "last.pt")["model_config"]["dropout"] == 0.3
-    monkeypatch.setattr(runs, "SMALL_CORPUS_TOKENS", 100)  # the same corpus, now of medium size
+    monkeypatch.setattr(dropout, "SMALL_CORPUS_TOKENS", 100)  # the same corpus, now of medium size
     for budget, expected in ((["--epochs", "3"], 0.2), (["--steps", "1"], 0.0)):  # read 3 times; a short run
         out = tmp_path / f"medium{budget[0]}"
         result = runner.invoke(cli, ["train", str(tiny_corpus), *budget, *TINY_TRAIN_ARGS, "--out", str(out)])
         assert result.exit_code == 0, result.output
         assert checkpoint.load(out / "last.pt")["model_config"]["dropout"] == expected, budget
-    monkeypatch.setattr(runs, "LARGE_CORPUS_TOKENS", 200)  # and now large
+    monkeypatch.setattr(dropout, "LARGE_CORPUS_TOKENS", 200)  # and now large
     result = runner.invoke(cli, ["train", str(tiny_corpus), "--epochs", "3", *TINY_TRAIN_ARGS, "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert checkpoint.load(tmp_path / "d" / "last.pt")["model_config"]["dropout"] == 0.0
@@ -279,8 +279,8 @@ def test_dropout_defaults_to_the_corpus_size(runner, tiny_corpus, tmp_path, monk
     (dict(minutes=30, steps=2000), 0.0), (dict(minutes=5, epochs=10), 0.0),  # the nearest budget decides
 ])
 def test_medium_corpora_get_dropout_only_for_runs_that_read_them_several_times(budget, expected):
+    from chargen.training.dropout import auto_dropout
     from chargen.training.loop import TrainConfig
-    from chargen.training.run import auto_dropout
 
     assert auto_dropout(1_000_000, TrainConfig(**budget)) == expected
     assert auto_dropout(400_000, TrainConfig(**budget)) == 0.3  # small corpora: always

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from chargen.cli import cli
-from chargen.data import compare
+from chargen.data import compare, overlap
 
 HERE = Path(__file__).parent
 MIDI_DIR = HERE / "data" / "midi"
@@ -105,8 +105,8 @@ def test_text_against_itself_and_scrambled(tmp_path):
 
 
 def test_longest_copied_run_finds_the_longest_exact_copy():
-    assert compare.longest_copied_run(["xxabcdyy", "zabcdez"], ["..abcde..", "q"]) == (5, (1, 1))
-    assert compare.longest_copied_run(["qqq"], ["abc"]) == (0, (0, 0))
+    assert overlap.longest_copied_run(["xxabcdyy", "zabcdez"], ["..abcde..", "q"]) == (5, (1, 1))
+    assert overlap.longest_copied_run(["qqq"], ["abc"]) == (0, (0, 0))
 
 
 def test_cli_prints_the_table_on_stderr_and_json_on_stdout(corpus):

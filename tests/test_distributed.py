@@ -22,6 +22,7 @@ from conftest import TINY_LAYOUT, TINY_MODEL, train_args
 from chargen.cli import cli
 from chargen.errors import ChargenError
 from chargen.training import checkpoint, distributed, metrics
+from chargen.training import resume as resumes
 from chargen.training import run as runs
 from chargen.training.distributed import World
 from chargen.training.loop import TrainConfig
@@ -204,7 +205,7 @@ def test_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
     """A different world size picks up the same data position and hidden state."""
     _, corpus, run_dir, _ = two_process_run
     resumed_dir = _copy_run(run_dir, tmp_path / "resumed")
-    run = runs.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
+    run = resumes.resume_run(str(resumed_dir), {"steps": 2 * STEPS}, device="cpu")
     assert any("trained by 2 process(es)" in note for note in run.notes)
     runs.execute(run)
     straight = checkpoint.load(_train_here(corpus, tmp_path / "straight", 2 * STEPS) / checkpoint.LAST)
@@ -242,7 +243,7 @@ def test_resuming_with_a_process_count_that_does_not_divide_the_batch_is_refused
     copy = _copy_run(run_dir, tmp_path / "copy")
     before = {p.name: p.read_bytes() for p in copy.iterdir()}
     with pytest.raises(ChargenError, match="4 streams cannot be split evenly over 3 processes"):
-        runs.resume_run(str(copy), {"steps": 2 * STEPS}, device="cpu", world=World(rank=0, size=3))
+        resumes.resume_run(str(copy), {"steps": 2 * STEPS}, device="cpu", world=World(rank=0, size=3))
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
 
 

@@ -542,8 +542,7 @@ def no_music_generation(monkeypatch):
     def generate_music(*args, **kwargs):
         raise AssertionError("music was generated before the options were checked")
 
-    monkeypatch.setattr("chargen.sampling.generate.generate_music", generate_music)
-    monkeypatch.setattr("chargen.api.generate_music", generate_music, raising=False)
+    monkeypatch.setattr("chargen.sampling.songs.generate_music", generate_music)
 
 
 def test_sample_music_out_with_a_wrong_extension_is_refused_before_generating(music_run, tmp_path, no_music_generation):

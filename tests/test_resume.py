@@ -25,6 +25,7 @@ from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, train_args
 from chargen import atomic
 from chargen.cli import cli
 from chargen.training import checkpoint, metrics
+from chargen.training import resume as resumes
 from chargen.training import run as runs
 from chargen.training.loop import TrainConfig
 
@@ -102,7 +103,7 @@ def test_resume_after_stop_is_bitwise_exact(tmp_path, cell, budget):
     runs.execute(part, should_stop=lambda: next(calls) == 23)
     assert part.state.step == 23
     torch.manual_seed(12345)  # whatever the process did meanwhile must not matter
-    resumed = runs.resume_run(str(tmp_path / "b"), {}, device="cpu")
+    resumed = resumes.resume_run(str(tmp_path / "b"), {}, device="cpu")
     assert resumed.state.step == 23
     runs.execute(resumed)
 
@@ -402,7 +403,7 @@ def test_resume_from_the_step_0_checkpoint_is_exact(tmp_path):
     killed = runs.new_run([str(corpus)], model_options, config(), out=str(tmp_path / "b"), device="cpu")
     checkpoint.save(runs.payload(killed), tmp_path / "b" / "last.pt")  # what execute writes first
     torch.manual_seed(999)  # a fresh process starts from another RNG state
-    runs.execute(runs.resume_run(str(tmp_path / "b"), {}, device="cpu"))
+    runs.execute(resumes.resume_run(str(tmp_path / "b"), {}, device="cpu"))
     assert_same_parameters(model_state(tmp_path / "a"), model_state(tmp_path / "b"))
 
 
@@ -539,7 +540,7 @@ def test_kill_at_any_write_leaves_a_consistent_run_that_resumes_exactly(tmp_path
             runs.execute(runs.new_run([str(corpus)], model_options, config(), out=str(run_dir), device="cpu"))
         writes.clear()
         kill_at_now, kill_at = kill_at, 0
-        runs.execute(runs.resume_run(str(run_dir), {}, device="cpu"))
+        runs.execute(resumes.resume_run(str(run_dir), {}, device="cpu"))
         kill_at = kill_at_now
         last, best = checkpoint.load(run_dir / "last.pt"), checkpoint.load(run_dir / "best.pt")
         assert [(r["step"], r["val_bits"]) for r in metrics.read(run_dir)] == expected_rows, kill_at

@@ -162,6 +162,7 @@ def test_resume_is_bitwise_exact_under_bf16_and_regularization(tmp_path, cell, p
     the same fp32 weights and optimizer state as a run never stopped, with bf16 products
     and with weight-drop and locked dropout drawing their masks."""
     from chargen.training import checkpoint
+    from chargen.training import resume as resumes
     from chargen.training import run as runs
 
     corpus = tmp_path / "tiny.txt"
@@ -179,7 +180,7 @@ def test_resume_is_bitwise_exact_under_bf16_and_regularization(tmp_path, cell, p
     calls = iter(range(1, 10_000))
     runs.execute(part, should_stop=lambda: next(calls) == 17)
     torch.manual_seed(12345)  # whatever the process did meanwhile must not matter
-    resumed = runs.resume_run(str(tmp_path / "b"), {}, device="cpu")
+    resumed = resumes.resume_run(str(tmp_path / "b"), {}, device="cpu")
     assert resumed.state.step == 17 and resumed.precision.name == precision
     runs.execute(resumed)
 

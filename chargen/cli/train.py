@@ -75,9 +75,11 @@ def train(corpus, resume, single_process_rate, out, force, format, device, **opt
       chargen train data/tinyshakespeare.txt --out checkpoints/ts --resume auto --steps 5000
       torchrun --nproc_per_node=4 -m chargen train data/tinyshakespeare.txt
     """
+    from chargen.device import resolve_device
     from chargen.training import distributed
     from chargen.training.launch import run_from_options
-    from chargen.training.run import auto_resume_target, execute, resolve_device
+    from chargen.training.resume import auto_resume_target
+    from chargen.training.run import execute
     from chargen.training.signals import StopOnSignal
 
     ctx = click.get_current_context()

@@ -20,7 +20,8 @@ verbatim from the corpus.
     report["features"][0]["overlap"]
 
 Files are read through chargen.music.midifile and chargen.data.corpus; this module never
-touches mido itself.
+touches mido itself. The measures (overlaps, percentiles, the longest copied run) are
+chargen/data/overlap.py's: plain statistics on numbers and strings.
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ from collections import Counter
 from typing import Iterable, Optional, Sequence
 
 from chargen.data.corpus import find_files, load_corpus
+from chargen.data.overlap import (
+    distribution_overlap,
+    histogram_overlap,
+    kde_overlap,
+    longest_copied_run,
+    percentile,
+)
 from chargen.errors import ArgumentError, CorpusError, MidiError
 from chargen.music.grid import STEPS_PER_BEAT, TimedNote, beats2seconds
 
 LONG_NOTE_PERCENTILE = 99.9  # a generated note longer than this percentile of the corpus's is "too long"
-KDE_POINTS = 512  # grid points on which two densities are compared
 DURATION_BINS = [2 ** (k / 2) for k in range(-14, 11)]  # half-octave bins from 8 ms to 32 s (log2)
 MAX_DELTA_STEPS = 399  # onset gaps longer than this many steps count as one "long gap" in copied-run codes
 # Scales for scale consistency (Yang & Lerch): the major and harmonic minor scale on each of the 12 tonics.
@@ -303,76 +310,3 @@ def _mean_spread(values: list[float]) -> dict:
     if not values:
         return {"mean": None, "spread": None}
     return {"mean": statistics.fmean(values), "spread": statistics.pstdev(values)}
-
-
-# -- measures ---------------------------------------------------------------------------
-
-
-def distribution_overlap(a: Counter, b: Counter) -> Optional[float]:
-    """Overlapped area of two normalized histograms over the same keys: sum of min(p, q)."""
-    total_a, total_b = sum(a.values()), sum(b.values())
-    if not total_a or not total_b:
-        return None
-    return sum(min(count / total_a, b[key] / total_b) for key, count in a.items() if key in b)
-
-
-def histogram_overlap(a: Sequence[float], b: Sequence[float], bins: Sequence[float]) -> Optional[float]:
-    """Overlapped area of the histograms of two samples, `bins` being the inner bin edges (ascending)."""
-    import bisect
-
-    bin_of = lambda v: bisect.bisect_right(bins, v)  # noqa: E731
-    return distribution_overlap(Counter(map(bin_of, a)), Counter(map(bin_of, b)))
-
-
-def kde_overlap(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Overlapped area of the Gaussian kernel density estimates of two samples (Yang & Lerch 2018).
-
-    Bandwidths follow Silverman's rule of thumb; a sample of identical values
-    gets a narrow kernel (1% of the pooled spread, or 1% of its magnitude).
-    """
-    if not a or not b:
-        return None
-    pooled = list(a) + list(b)
-    scale = statistics.pstdev(pooled) or abs(statistics.fmean(pooled)) or 1.0
-    bandwidths = [max(1.06 * statistics.pstdev(s) * len(s) ** -0.2, 0.01 * scale) for s in (a, b)]
-    low = min(pooled) - 4 * max(bandwidths)
-    high = max(pooled) + 4 * max(bandwidths)
-    step = (high - low) / (KDE_POINTS - 1)
-    grid = [low + i * step for i in range(KDE_POINTS)]
-    densities = [_kde(s, h, grid) for s, h in zip((a, b), bandwidths)]
-    return min(1.0, sum(min(p, q) for p, q in zip(*densities)) * step)
-
-
-def _kde(sample: Sequence[float], bandwidth: float, grid: list[float]) -> list[float]:
-    norm = 1.0 / (len(sample) * bandwidth * math.sqrt(2 * math.pi))
-    return [norm * sum(math.exp(-0.5 * ((x - v) / bandwidth) ** 2) for v in sample
-                       if abs(x - v) < 8 * bandwidth) for x in grid]
-
-
-def percentile(sorted_values: Sequence[float], percent: float) -> float:
-    """The `percent` percentile of ascending values, interpolated linearly."""
-    if not sorted_values:
-        return math.inf
-    position = (len(sorted_values) - 1) * percent / 100
-    below = math.floor(position)
-    above = min(below + 1, len(sorted_values) - 1)
-    return sorted_values[below] + (sorted_values[above] - sorted_values[below]) * (position - below)
-
-
-def longest_copied_run(generated: Sequence[str], corpus: Sequence[str]) -> tuple[int, tuple[int, int]]:
-    """(length, (generated index, start)) of the longest substring of any generated string found in any
-    corpus string: a run of notes (one character each) or of text copied verbatim.
-
-    Greedy and exact: for each start position, try to extend the best length so far by one; a
-    failed try moves the start on. Each try is one substring search in C over the corpus.
-    """
-    haystack = "\0".join(corpus)  # "\0" occurs in no note code, and joins text files as a non-match
-    best, where = 0, (0, 0)
-    for index, text in enumerate(generated):
-        for start in range(len(text)):
-            if start + best >= len(text):
-                break
-            while start + best < len(text) and text[start:start + best + 1] in haystack:
-                best += 1
-                where = (index, start)
-    return best, where

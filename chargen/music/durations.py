@@ -18,38 +18,32 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from chargen.music import grid
 from chargen.music.grid import (
-    DEFAULT_BPM,
     DEFAULT_DURATION_STEPS,
-    DEFAULT_VELOCITY,
-    DRUM_STEPS,
     MAX_COPIES,
     MAX_DURATION_STEPS,
     MAX_NOTE_STEPS,
-    MAX_SHIFT_STEPS,
-    PIECE_TOKEN,
     STEPS_PER_BEAT,
-    TEMPO_BPMS,
-    VELOCITIES,
     TimedNote,
+    TokenReader,
+    TokenWriter,
     first_piece,
-    shift_tokens,
     velocity2bin,
 )
 
 VERSION = 3
 
-GROUPS = [
-    ("piece", "<piece>: start of a piece", [PIECE_TOKEN]),
-    ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS]),
-    ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)]),
-    ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES]),
+GROUPS = [  # in vocabulary order (a token's id is its place here), grid's groups shared
+    grid.PIECE_GROUP,
+    grid.TEMPO_GROUP,
+    grid.PROGRAM_GROUP,
+    grid.VELOCITY_GROUP,
     ("duration", f"dur:1 .. dur:{MAX_DURATION_STEPS} (1/{STEPS_PER_BEAT} beat, next notes)",
      [f"dur:{n}" for n in range(1, MAX_DURATION_STEPS + 1)]),
-    ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
-     [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)]),
+    grid.SHIFT_GROUP,
     ("note", "note:0 .. note:127 (pitch)", [f"note:{p}" for p in range(128)]),
-    ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
+    grid.DRUM_GROUP,
 ]
 
 
@@ -75,27 +69,17 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> li
                        0 if n.is_drum else n.end - n.start, n.pitch))
     events.sort()
 
-    tokens, now, tempo, program, velocity, duration = [PIECE_TOKEN], 0, None, None, None, None
+    out = TokenWriter()
     for step, order, is_drum, prog, value, length, pitch in events:
-        if step > now:
-            tokens += shift_tokens(step - now)
-            now = step
         if order == 0:
-            if value != tempo:
-                tempo = value
-                tokens.append(f"tempo:{tempo}")
+            out.tempo(step, value)
             continue
-        if not is_drum and prog != program:
-            program = prog
-            tokens.append(f"prog:{program}")
-        if value != velocity:
-            velocity = value
-            tokens.append(f"vel:{velocity}")
-        if not is_drum and length != duration:
-            duration = length
-            tokens += duration_tokens(duration)
-        tokens.append(f"{'drum' if is_drum else 'note'}:{pitch}")
-    return tokens
+        out.event(step, None if is_drum else prog)
+        out.state("vel", value)
+        if not is_drum:
+            out.state("dur", length, duration_tokens)
+        out.tokens.append(f"{'drum' if is_drum else 'note'}:{pitch}")
+    return out.tokens
 
 
 def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
@@ -107,30 +91,22 @@ def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[
     any), so every note has an end. A note struck while MAX_COPIES copies of
     its pitch sound on its instrument cuts the oldest there, as encoding does.
     """
-    now, program, velocity, duration = 0, 0, DEFAULT_VELOCITY, DEFAULT_DURATION_STEPS
-    tempos = [(0, DEFAULT_BPM)]
-    notes: list[TimedNote] = []
+    play, duration = TokenReader(), DEFAULT_DURATION_STEPS
+    notes = play.notes
     sounding: dict[tuple[int, int], list[int]] = {}  # (program, pitch) -> indices into notes, oldest first
     previous = None
     for kind, value in first_piece(tokens, known):
         if kind == "dur":
             duration = min(duration + value if previous == "dur" else value, MAX_NOTE_STEPS)
-        elif kind == "shift":
-            now += value
-        elif kind == "tempo":
-            tempos.append((now, value))
-        elif kind == "prog":
-            program = value
-        elif kind == "vel":
-            velocity = value
         elif kind == "note":
+            now, program = play.now, play.program
             copies = [i for i in sounding.get((program, value), []) if notes[i].end > now]
             if len(copies) == MAX_COPIES:
                 oldest = copies.pop(0)
                 notes[oldest] = notes[oldest]._replace(end=now)
             sounding[(program, value)] = copies + [len(notes)]
-            notes.append(TimedNote(now, now + duration, value, velocity, program, False))
-        elif kind == "drum":
-            notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
+            notes.append(TimedNote(now, now + duration, value, play.velocity, program, False))
+        else:
+            play.read(kind, value)
         previous = kind
-    return [n for n in notes if n.end > n.start], tempos, now
+    return [n for n in notes if n.end > n.start], play.tempos, play.now

@@ -13,7 +13,7 @@ their tokens on what this module defines. No mido here, and no vocabulary.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, Optional
 
 from chargen.errors import MidiError
 
@@ -176,11 +176,81 @@ def beats2seconds(tempos: list[tuple[float, float]]):
 
 # -- tokens every vocabulary shares ---------------------------------------------------
 
+# The token groups of every vocabulary, (name, range text, tokens); each lists them in its own order.
+PIECE_GROUP = ("piece", "<piece>: start of a piece", [PIECE_TOKEN])
+TEMPO_GROUP = ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS])
+PROGRAM_GROUP = ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)])
+VELOCITY_GROUP = ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES])
+SHIFT_GROUP = ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
+               [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)])
+DRUM_GROUP = ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)])
+
 
 def shift_tokens(steps: int) -> list[str]:
     """Time shift tokens covering `steps`, longest first."""
     full, rest = divmod(steps, MAX_SHIFT_STEPS)
     return [f"shift:{MAX_SHIFT_STEPS}"] * full + ([f"shift:{rest}"] if rest else [])
+
+
+class TokenWriter:
+    """A piece's tokens written in time order, from PIECE_TOKEN on: shift tokens move time on,
+    and a state (tempo, program, velocity, a duration) is written only when it changes. Every
+    vocabulary's encoder writes through one, adding its note tokens to `tokens`."""
+
+    def __init__(self):
+        self.tokens = [PIECE_TOKEN]
+        self.now = 0  # the step the tokens have reached
+        self._states: dict[str, int] = {}
+
+    def at(self, step: int) -> None:
+        """Move time on to `step` (a step already reached writes nothing)."""
+        if step > self.now:
+            self.tokens += shift_tokens(step - self.now)
+            self.now = step
+
+    def tempo(self, step: int, bpm_bin: int) -> None:
+        """A tempo change at `step`."""
+        self.at(step)
+        self.state("tempo", bpm_bin)
+
+    def event(self, step: int, program: Optional[int]) -> None:
+        """Move to a note event at `step`, on `program` (None for a drum, which has none)."""
+        self.at(step)
+        if program is not None:
+            self.state("prog", program)
+
+    def state(self, kind: str, value: int, spell: Optional[Callable[[int], list[str]]] = None) -> None:
+        """Set `kind` to `value`: its token ("kind:value", or spell(value)) unless it holds that value already."""
+        if self._states.get(kind) != value:
+            self._states[kind] = value
+            self.tokens += spell(value) if spell else [f"{kind}:{value}"]
+
+
+class TokenReader:
+    """A piece's tokens played back in order: the step reached, the program and velocity in
+    force, the tempo changes, and the drum hits (one-shots, alike in every vocabulary). Every
+    vocabulary's decoder reads through one and plays its own note tokens itself."""
+
+    def __init__(self):
+        self.now, self.program, self.velocity = 0, 0, DEFAULT_VELOCITY
+        self.tempos: list[tuple[int, int]] = [(0, DEFAULT_BPM)]  # (step, tempo bin) changes
+        self.notes: list[TimedNote] = []
+
+    def read(self, kind: str, value: int) -> bool:
+        """Play one token every vocabulary shares; False for a token of the vocabulary's own."""
+        if kind == "shift":
+            self.now += value
+        elif kind == "tempo":
+            self.tempos.append((self.now, value))
+        elif kind == "prog":
+            self.program = value
+        elif kind == "vel":
+            self.velocity = value
+        elif kind == "drum":
+            self.notes.append(TimedNote(self.now, self.now + DRUM_STEPS, value, self.velocity, 0, True))
+        else:
+            return False
+        return True
 
 
 def first_piece(tokens: Iterable[str], known: frozenset[str]) -> Iterable[tuple[str, int]]:

@@ -15,33 +15,26 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from chargen.music import grid
 from chargen.music.grid import (
-    DEFAULT_BPM,
-    DEFAULT_VELOCITY,
-    DRUM_STEPS,
     MAX_COPIES,
     MAX_NOTE_STEPS,
-    MAX_SHIFT_STEPS,
-    PIECE_TOKEN,
-    STEPS_PER_BEAT,
-    TEMPO_BPMS,
-    VELOCITIES,
     TimedNote,
+    TokenReader,
+    TokenWriter,
     first_piece,
-    shift_tokens,
     velocity2bin,
 )
 
-GROUPS = [
-    ("piece", "<piece>: start of a piece", [PIECE_TOKEN]),
-    ("tempo", "tempo:20 .. tempo:360 (BPM)", [f"tempo:{b}" for b in TEMPO_BPMS]),
-    ("program", "prog:0 .. prog:127 (GM instrument)", [f"prog:{p}" for p in range(128)]),
-    ("velocity", "vel:3 .. vel:127 (32 bins)", [f"vel:{v}" for v in VELOCITIES]),
-    ("time shift", f"shift:1 .. shift:{MAX_SHIFT_STEPS} (1/{STEPS_PER_BEAT} beat)",
-     [f"shift:{n}" for n in range(1, MAX_SHIFT_STEPS + 1)]),
+GROUPS = [  # in vocabulary order (a token's id is its place here), grid's groups shared
+    grid.PIECE_GROUP,
+    grid.TEMPO_GROUP,
+    grid.PROGRAM_GROUP,
+    grid.VELOCITY_GROUP,
+    grid.SHIFT_GROUP,
     ("note on", "on:0 .. on:127 (pitch)", [f"on:{p}" for p in range(128)]),
     ("note off", "off:0 .. off:127 (pitch)", [f"off:{p}" for p in range(128)]),
-    ("drum hit", "drum:0 .. drum:127 (channel 10 key)", [f"drum:{p}" for p in range(128)]),
+    grid.DRUM_GROUP,
     # Version 2 appended these, so that every version 1 token kept its id.
     ("off copy", f"copy:1 .. copy:{MAX_COPIES - 1} (next off ends a newer copy)",
      [f"copy:{k}" for k in range(1, MAX_COPIES)]),
@@ -71,34 +64,25 @@ def notes_to_tokens(notes: list[TimedNote], tempos: list[tuple[int, int]]) -> li
         events.append((n.start, 2, n.is_drum, n.program, n.pitch, n.start, n.end, n.velocity))
     events.sort()
 
-    tokens, now, tempo, program, velocity = [PIECE_TOKEN], 0, None, None, None
+    out = TokenWriter()
     sounding: dict[tuple[int, int], list[tuple]] = {}  # (program, pitch) -> copies, oldest first
     for step, order, is_drum, prog, pitch, start, end, value in events:
-        if step > now:
-            tokens += shift_tokens(step - now)
-            now = step
         if order == 0:
-            if value != tempo:
-                tempo = value
-                tokens.append(f"tempo:{tempo}")
+            out.tempo(step, value)
             continue
-        if not is_drum and prog != program:
-            program = prog
-            tokens.append(f"prog:{program}")
+        out.event(step, None if is_drum else prog)
         if order == 1:
             copies = sounding[(prog, pitch)]
             older = copies.index((start, end, value))  # copies sounding that were struck before it
             assert older < MAX_COPIES, "notes_to_tokens needs notes within MAX_COPIES"
-            tokens += [f"copy:{older}", f"off:{pitch}"] if older else [f"off:{pitch}"]
+            out.tokens += [f"copy:{older}", f"off:{pitch}"] if older else [f"off:{pitch}"]
             del copies[older]
             continue
-        if velocity2bin(value) != velocity:
-            velocity = velocity2bin(value)
-            tokens.append(f"vel:{velocity}")
-        tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
+        out.state("vel", velocity2bin(value))
+        out.tokens.append(f"{'drum' if is_drum else 'on'}:{pitch}")
         if not is_drum:
             sounding.setdefault((prog, pitch), []).append((start, end, value))
-    return tokens
+    return out.tokens
 
 
 def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[TimedNote], list[tuple[int, int]], int]:
@@ -113,11 +97,10 @@ def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[
     length, and notes open at the end close there (at least one step after
     their onset).
     """
-    now, program, velocity, pending_copy = 0, 0, DEFAULT_VELOCITY, 0
-    tempos = [(0, DEFAULT_BPM)]
+    play, pending_copy = TokenReader(), 0
     # (program, pitch) -> sounding copies as (start, velocity), oldest first
     sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    notes: list[TimedNote] = []
+    notes = play.notes
 
     def close(key, end, copy=0):
         start, vel = sounding[key].pop(copy)
@@ -127,32 +110,24 @@ def tokens_to_notes(tokens: Iterable[str], known: frozenset[str]) -> tuple[list[
             notes.append(TimedNote(start, end, key[1], vel, key[0], False))
 
     for kind, value in first_piece(tokens, known):
-        key = (program, value)
+        key = (play.program, value)
         copy, pending_copy = pending_copy, 0  # copy:K applies to the token right after it only
-        if kind == "shift":
-            now += value
-            for copies_key, copies in list(sounding.items()):
-                # strictly longer: an off at exactly MAX_NOTE_STEPS still closes its own copy
-                while copies_key in sounding and now - copies[0][0] > MAX_NOTE_STEPS:
-                    close(copies_key, copies[0][0] + MAX_NOTE_STEPS)
-        elif kind == "tempo":
-            tempos.append((now, value))
-        elif kind == "prog":
-            program = value
-        elif kind == "vel":
-            velocity = value
+        if play.read(kind, value):
+            if kind == "shift":
+                for copies_key, copies in list(sounding.items()):
+                    # strictly longer: an off at exactly MAX_NOTE_STEPS still closes its own copy
+                    while copies_key in sounding and play.now - copies[0][0] > MAX_NOTE_STEPS:
+                        close(copies_key, copies[0][0] + MAX_NOTE_STEPS)
         elif kind == "on":
             if len(sounding.get(key, ())) == MAX_COPIES:
-                close(key, now)
-            sounding.setdefault(key, []).append((now, velocity))
+                close(key, play.now)
+            sounding.setdefault(key, []).append((play.now, play.velocity))
         elif kind == "copy":
             pending_copy = value
         elif kind == "off" and key in sounding:
             copy = min(copy, len(sounding[key]) - 1)
-            close(key, max(now, sounding[key][copy][0] + 1), copy)
-        elif kind == "drum":
-            notes.append(TimedNote(now, now + DRUM_STEPS, value, velocity, 0, True))
+            close(key, max(play.now, sounding[key][copy][0] + 1), copy)
     for key, copies in list(sounding.items()):
         for start, _ in list(copies):
-            close(key, max(now, start + 1))
-    return notes, tempos, now
+            close(key, max(play.now, start + 1))
+    return notes, play.tempos, play.now

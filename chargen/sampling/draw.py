@@ -47,6 +47,14 @@ class SampleConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
+def sample_config(temperature, top_k, top_p, length, n, precision: str = "auto") -> SampleConfig:
+    """A SampleConfig from the Python API's arguments, or an ArgumentError naming the one out of
+    range (`n`, as the API calls num_samples)."""
+    SAMPLES.check(n)
+    return SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, length=length, num_samples=n,
+                        precision=precision)
+
+
 def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Optional[float] = None) -> torch.Tensor:
     """Set to -inf every logit that top-k or top-p (nucleus, Holtzman et al. 2019) excludes.
 

@@ -21,7 +21,8 @@ from chargen.errors import ArgumentError
 from chargen.model import ModelConfig
 from chargen.training.distributed import World
 from chargen.training.loop import TrainConfig
-from chargen.training.run import Run, new_run, resume_run
+from chargen.training.resume import resume_run
+from chargen.training.run import Run, new_run
 
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")  # vocab_size: the corpus's
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))

@@ -3,7 +3,7 @@
     {"step": 500, "epoch": 0.51, "train_bits": 2.41, "val_bits": 2.38, "lr": 0.0029,
      "tokens_per_s": 6344.1, "elapsed_s": 161.2}
 
-A run appends a row at each validation (chargen.training.run), a resumed run drops
+A run appends a row at each validation (chargen/training/run.py), a resumed run drops
 the rows after its checkpoint, and the server and `chargen info` read the curve back.
 A line cut short by a kill is skipped when read.
 """
