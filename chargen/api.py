@@ -32,7 +32,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS
+from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS, SCORE_BATCH_SIZE
 from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
@@ -263,7 +263,7 @@ class Model:
             text = self.vocab.fit(text, "text")
         return self.score_ids(self.vocab.encode(text), batch_size)
 
-    def score_ids(self, ids: torch.Tensor, batch_size: int = 32) -> float:
+    def score_ids(self, ids: torch.Tensor, batch_size: int = SCORE_BATCH_SIZE) -> float:
         """Bits per token of token ids (N,) under the model; see score()."""
         from chargen.training.loop import TrainConfig, evaluate
 
@@ -272,7 +272,7 @@ class Model:
         seq_len = int(self.train_config.get("seq_len", TrainConfig.seq_len))
         return evaluate(self.network, ids, batch_size, seq_len, precision=self.precision)
 
-    def score_file(self, path: PathLike, batch_size: int = 32) -> "FileScore":
+    def score_file(self, path: PathLike, batch_size: int = SCORE_BATCH_SIZE) -> "FileScore":
         """Bits per character (per token, for music) of a text file, or of a MIDI file or
         folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
         from chargen.data.corpus import load_corpus

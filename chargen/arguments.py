@@ -98,5 +98,6 @@ PROGRAM = Range("program", 0, 127, integer=True)  # General MIDI
 # -- scoring ---------------------------------------------------------------------------------
 
 BATCH_SIZE = Range("batch_size", 1, MAX_INT, integer=True)  # streams scored side by side
+SCORE_BATCH_SIZE = 32  # a file's streams by default (`chargen eval`, Model.score_file)
 
 DEFAULT_PRIME_SECONDS = 10.0  # how much of a MIDI prime a music model continues

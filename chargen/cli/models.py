@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from chargen.arguments import BATCH_SIZE
+from chargen.arguments import BATCH_SIZE, SCORE_BATCH_SIZE
 from chargen.cli import display
 from chargen.cli.display import err
 from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
@@ -15,7 +15,7 @@ from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 @click.command("eval")
 @click.argument("checkpoint_path", metavar="CHECKPOINT")
 @click.argument("file", type=click.Path(exists=True))
-@click.option("--batch-size", type=ranged(BATCH_SIZE), default=32, show_default=True, help="Parallel streams.")
+@click.option("--batch-size", type=ranged(BATCH_SIZE), default=SCORE_BATCH_SIZE, show_default=True, help="Parallel streams.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
 def eval_command(checkpoint_path, file, batch_size, precision):
     """Print the bits per character (per token, for music) of FILE under a model.
