@@ -101,3 +101,4 @@ BATCH_SIZE = Range("batch_size", 1, MAX_INT, integer=True)  # streams scored sid
 SCORE_BATCH_SIZE = 32  # a file's streams by default (`chargen eval`, Model.score_file)
 
 DEFAULT_PRIME_SECONDS = 10.0  # how much of a MIDI prime a music model continues
+MAX_MUSIC_TOKENS = 1_000_000  # music with seconds and no length: a bound for a model that never moves time on

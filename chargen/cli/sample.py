@@ -14,6 +14,7 @@ from rich.markup import escape
 from chargen.arguments import (
     DEFAULT_PRIME_SECONDS,
     LENGTH,
+    MAX_MUSIC_TOKENS,
     PRIME_SECONDS,
     PROGRAM,
     SAMPLES,
@@ -87,7 +88,7 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n=num_samples)
     with named_options(SAMPLE_OPTIONS):
         model = api.load(checkpoint_path, device=device, precision=precision)
-        tokens = length if "length" in given or model.kind == "text" or seconds is None else api.MAX_MUSIC_TOKENS
+        tokens = length if "length" in given or model.kind == "text" or seconds is None else MAX_MUSIC_TOKENS
         _set_threads(model, tokens, num_samples)
         if model.kind == "midi":
             if stop is not None:
@@ -216,7 +217,7 @@ def _sample_again(checkpoint_path, manifest_file, out, given: set) -> None:
         name = Path(manifest_file).name.removesuffix(manifest.SUFFIX)
         out = Path(manifest_file).with_name(f"{Path(name).stem}-again{Path(name).suffix or '.mid'}")
     options = dict(record["options"])
-    _set_threads(model, options["length"] or api.MAX_MUSIC_TOKENS, options["n"])
+    _set_threads(model, options["length"] or MAX_MUSIC_TOKENS, options["n"])
     with named_options(SAMPLE_OPTIONS):
         _sample_music(model, options, out, index=record["sample"])
 

@@ -16,6 +16,7 @@ import torch
 
 from chargen.arguments import (
     DEFAULT_PRIME_SECONDS,
+    MAX_MUSIC_TOKENS,
     PRIME_SECONDS,
     PROGRAM,
     SECONDS,
@@ -29,8 +30,6 @@ from chargen.precision import Precision
 from chargen.sampling.draw import DEFAULT_LENGTH, sample_config
 from chargen.sampling.generate import generate_music
 from chargen.vocab import Vocab
-
-MAX_MUSIC_TOKENS = 1_000_000  # with seconds and no length: a bound for a model that never moves time on
 
 
 def generate_songs(network: CharRNN, vocab: Vocab, precision: Precision, device: torch.device, prime=None,
