@@ -59,9 +59,9 @@ def main() -> None:
     torch.manual_seed(0)
     network = CharRNN(ModelConfig(vocab_size=len(set(text)), num_layers=2, hidden_size=hidden))
     model = Model(network, Vocab.from_text(text))
-    limits = Limits(max_request_bytes=4 * longest)
+    limits = Limits(max_request_bytes=4 * longest, max_prime_chars=2 * longest)
     served = serving.Served("bench", model, None, limits)
-    client = TestClient(server.create_app([served], limits))
+    client = TestClient(server.create_app([served], limits), base_url="http://127.0.0.1")
 
     lengths = list(range(step, longest + 1, step))
     added, generated = 200, 50  # characters the writer adds between requests; characters asked for

@@ -41,9 +41,12 @@ def app(served):
     return server.create_app(served, Limits(max_length=500, max_samples=4, max_request_bytes=4096))
 
 
+LOCAL = "http://127.0.0.1:8000"  # TestClient's own default, testserver, is not a name this server answers
+
+
 @pytest.fixture
 def client(app):
-    return TestClient(app)
+    return TestClient(app, base_url=LOCAL)
 
 
 def text_model(served):
@@ -64,7 +67,7 @@ def events(body: str) -> list[tuple[str, dict]]:
 
 def test_models_lists_each_model_with_its_facts_and_curves(client, served, session_text_run):
     answer = client.get("/api/models").json()
-    assert answer["limits"] == {"max_length": 500, "max_samples": 4}
+    assert answer["limits"] == {"max_length": 500, "max_samples": 4, "max_prime_chars": Limits().max_prime_chars}
     models = answer["models"]
     assert [m["name"] for m in models] == [s.name for s in served]
     text, music = models
@@ -246,7 +249,7 @@ def test_bad_music_requests(client, served, body, words):
 def test_malformed_json_and_too_large_bodies(client):
     bad = client.post("/api/generate", content=b'{"prime": "a",', headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"].startswith("malformed JSON")
-    binary = client.post("/api/generate", content=b"\xff\xfe")
+    binary = client.post("/api/generate", content=b"\xff\xfe", headers={"content-type": "application/json"})
     assert binary.status_code == 400 and "not UTF-8" in binary.json()["error"]
     large = client.post("/api/generate", json={"prime": "a" * 5000})
     assert large.status_code == 413 and "limit is 4,096" in large.json()["error"]
@@ -255,7 +258,7 @@ def test_malformed_json_and_too_large_bodies(client):
         for _ in range(10):
             yield b" " * 1000
 
-    chunked = client.post("/api/generate", content=chunks())
+    chunked = client.post("/api/generate", content=chunks(), headers={"content-type": "application/json"})
     assert chunked.status_code == 413 and "over the limit" in chunked.json()["error"]
 
 
@@ -283,13 +286,48 @@ def test_completions_refuse_a_music_model(client, served):
     ("GET", "/api/generate", 405),
     ("DELETE", "/api/models", 405),
     ("GET", "/nowhere", 404),
-    ("GET", "/studio/../server.py", 404),
-    ("GET", "/studio/..%2Fserver.py", 404),
-    ("GET", "/studio/secret.txt", 404),
 ])
 def test_unknown_pages_and_methods_are_json_errors(client, method, path, status):
     response = client.request(method, path)
     assert response.status_code == status and "error" in response.json()
+
+
+@pytest.mark.parametrize("raw_path, words", [
+    (b"/studio/..", "no studio file '..'"),  # the app's own check of a studio file's name
+    (b"/studio/%2E%2E", "no studio file '..'"),
+    (b"/studio/secret.txt", "no studio file 'secret.txt'"),
+    (b"/studio/app.js%00", "no studio file 'app.js\\x00'"),
+    (b"/studio/../app.py", "no such page: /studio/../app.py"),  # the router: a name holds no slash
+    (b"/studio/..%2Fapp.py", "no such page: /studio/../app.py"),
+])
+def test_paths_outside_the_studio_are_json_errors_as_sent(app, raw_path, words):
+    """Issue 20: an HTTP client removes `..` before sending, so a test through one never reached
+    the app's own checks; here the path goes to the app as a server receives it, unchanged."""
+    status, body = asyncio.run(_raw_get(app, raw_path))
+    assert status == 404 and words in json.loads(body)["error"]
+    assert b"def create_app" not in body and b"import" not in body
+
+
+async def _raw_get(app, raw_path: bytes) -> tuple[int, bytes]:
+    """GET raw_path straight into the ASGI app, with the path decoded as uvicorn decodes it."""
+    from urllib.parse import unquote
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": unquote(raw_path.decode("ascii")), "raw_path": raw_path, "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1:8000")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+    answer = {"body": b""}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return answer["status"], answer["body"]
 
 
 def test_no_request_makes_the_server_open_a_file(client, tmp_path, monkeypatch):
@@ -313,7 +351,7 @@ def test_no_request_makes_the_server_open_a_file(client, tmp_path, monkeypatch):
 
 
 def test_limits_are_configurable(served):
-    client = TestClient(server.create_app(served, Limits(max_length=10, max_samples=1)))
+    client = TestClient(server.create_app(served, Limits(max_length=10, max_samples=1)), base_url=LOCAL)
     assert client.post("/api/generate", json={"length": 10}).status_code == 200
     assert client.post("/api/generate", json={"length": 11}).status_code == 400
     assert client.post("/api/generate", json={"length": 1, "n": 2}).status_code == 400
@@ -496,3 +534,260 @@ def test_serve_option_defaults_are_the_limits_defaults():
     limits = Limits()
     for name in ("max_length", "max_samples", "max_request_bytes"):
         assert defaults[name] == getattr(limits, name), name
+
+
+# -- the cost of one request, and of many ---------------------------------------------------------
+
+
+def test_a_prime_is_capped_in_characters_apart_from_body_bytes(served):
+    limits = Limits(max_prime_chars=100, max_request_bytes=4096)
+    web = TestClient(server.create_app(served, limits), base_url=LOCAL)
+    assert web.post("/api/generate", json={"prime": "a" * 100, "length": 1}).status_code == 200
+    long = web.post("/api/generate", json={"prime": "a" * 101, "length": 1})
+    assert long.status_code == 400 and "prime is 101 characters; the limit is 100" in long.json()["error"]
+    query = web.get("/generate", params={"start_text": "a" * 101})
+    assert query.status_code == 400 and "start_text is 101 characters" in query.json()["error"]
+
+
+def test_max_request_bytes_bounds_a_get_query_too(served):
+    """Issue 21: --max-request-bytes did not bound GET /generate?start_text=."""
+    web = TestClient(server.create_app(served, Limits(max_request_bytes=1000)), base_url=LOCAL)
+    response = web.get("/generate", params={"start_text": "a" * 1000})
+    assert response.status_code == 414 and "the limit is 1,000" in response.json()["error"]
+
+
+def test_a_long_prime_is_read_a_window_at_a_time_the_lock_free_between(client, served, monkeypatch):
+    """Issue 21: a 65,536-character prime was read in one forward pass holding the model's lock
+    (57 s, +935 MiB): now in windows, so memory stays bounded and other requests go on between."""
+    text = text_model(served)
+    windows, real = [], text.model.prime_state
+
+    def watching(new_text, state=None):
+        assert text.lock.locked(), "a window is read under the lock"
+        windows.append(len(new_text))
+        return real(new_text, state=state)
+
+    monkeypatch.setattr(text.model, "prime_state", watching)
+    acquisitions, real_lock = [], text.lock
+
+    class CountingLock:
+        def __enter__(self):
+            acquisitions.append(1)
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+        def locked(self):
+            return real_lock.locked()
+
+    monkeypatch.setattr(text, "lock", CountingLock())
+    prime = (TINY_TEXT * 3)[:1000]
+    answer = client.post("/api/generate", json={"prime": prime, "length": 0})
+    assert answer.status_code == 200
+    assert sum(windows) == 1000 and max(windows) <= serving.PRIME_WINDOW_CHARS and len(windows) >= 4
+    assert len(acquisitions) >= len(windows) + 1  # one per window, then the generation's own
+
+
+def test_prime_windows_are_cut_before_ascii_and_join_to_the_text():
+    text = "ab" + "e\u0301" * 10 + " cd" * 50
+    for size in (1, 3, 7, 64):
+        pieces = list(serving.windows(text, size))
+        assert "".join(pieces) == text
+        assert all(not piece[0] == "\u0301" for piece in pieces)
+
+
+def test_past_its_queue_a_model_answers_503_with_retry_after(served):
+    """Issue 21: queued requests held worker threads inside the model's lock, without bound."""
+    limits = Limits(max_queue=1)
+    app = server.create_app(served, limits)
+    text = text_model(served)
+
+    async def scenario():
+        release, first_piece = asyncio.Event(), asyncio.Event()
+
+        async def hold(count):
+            if count == 1:
+                first_piece.set()
+                await release.wait()  # stream A is in progress, its place in the queue taken
+
+        stream = asyncio.ensure_future(_request(app, {"prime": "All:", "length": 100, "stream": True}, hold))
+        await first_piece.wait()
+        refused = await _request_with_status(app, {"length": 5})
+        assert text.in_progress == 1
+        release.set()
+        await stream
+        after = await _request_with_status(app, {"length": 5})
+        return refused, after
+
+    refused, after = asyncio.run(scenario())
+    status, headers, body = refused
+    assert status == 503 and headers.get(b"retry-after") == b"2"
+    assert "is busy: 1 requests are in progress" in json.loads(body)["error"]
+    assert after[0] == 200 and text.in_progress == 0
+
+
+def test_a_stream_whose_client_leaves_gives_back_its_place(served):
+    app = server.create_app(served, Limits(max_queue=1))
+    text = text_model(served)
+
+    async def leave_after_first_piece():
+        scope = _scope("/api/generate")
+        sent, payload = [], json.dumps({"prime": "All:", "length": 2000, "stream": True}).encode()
+        messages = [{"type": "http.request", "body": payload, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            while not sent:
+                await asyncio.sleep(0.01)
+            return {"type": "http.disconnect"}  # gone after the first piece
+
+        async def send(message):
+            if message["type"] == "http.response.body" and message.get("body"):
+                sent.append(message["body"])
+
+        await app(scope, receive, send)
+
+    asyncio.run(leave_after_first_piece())
+    assert text.in_progress == 0
+    assert TestClient(app, base_url=LOCAL).post("/api/generate", json={"length": 3}).status_code == 200
+
+
+def test_a_body_that_never_arrives_times_out_with_408(served):
+    """Issue 21: a body shorter than its Content-Length held the connection open forever."""
+    app = server.create_app(served, Limits(body_seconds=0.2))
+
+    async def send_half():
+        answer = {}
+
+        async def receive():
+            if "sent" not in answer:
+                answer["sent"] = True
+                return {"type": "http.request", "body": b'{"prime": ', "more_body": True}
+            await asyncio.Event().wait()  # the rest never comes
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["body"] = answer.get("body", b"") + message.get("body", b"")
+
+        scope = _scope("/api/generate", extra_headers=[(b"content-length", b"100")])
+        await asyncio.wait_for(app(scope, receive, send), timeout=30)
+        return answer
+
+    answer = asyncio.run(send_half())
+    assert answer["status"] == 408 and "did not arrive within 0.2 s" in json.loads(answer["body"])["error"]
+
+
+# -- what another client's text looks like: nothing ----------------------------------------------
+
+
+def test_prime_reused_never_tells_one_client_about_anothers_text(app):
+    """Issue 21: `prime_reused` confirmed a guess of another client's text ("My word is swordfish
+    and" reused 24 characters, a wrong guess 0). Each client's cached texts are its own."""
+    secret = "First Citizen:\nBefore we"
+    alice = TestClient(app, base_url=LOCAL, client=("10.0.0.1", 40000))
+    mallory = TestClient(app, base_url=LOCAL, client=("10.0.0.2", 40000))
+    assert alice.post("/api/generate", json={"prime": secret, "length": 1}).json()["prime_reused"] == 0
+    guess = mallory.post("/api/generate", json={"prime": secret + " proceed", "length": 1}).json()
+    assert guess["prime_reused"] == 0
+    assert mallory.post("/api/generate", json={"prime": secret + " proceed", "length": 1}).json()["prime_reused"] \
+        == len(secret + " proceed")  # its own text, the second time
+    assert alice.post("/api/generate", json={"prime": secret + " proceed", "length": 1}).json()["prime_reused"] \
+        == len(secret)
+
+
+# -- every bad request is a 4xx naming the problem -------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "top_k", "length", "seed", "n"])
+def test_a_400_digit_number_is_a_400(client, field):
+    """Issue 21: a 400-digit integer for temperature or top_p answered 500 (OverflowError)."""
+    body = ('{"%s": %s}' % (field, "9" * 400)).encode()
+    response = client.post("/api/generate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and field in response.json()["error"]
+
+
+def test_deeply_nested_json_is_a_400_not_a_traceback(client):
+    """Issue 21: `[` x 100,000 answered 500 (RecursionError) and logged a traceback (4,000 fit this
+    test's body limit and recurse as deep as Python allows)."""
+    response = client.post("/api/generate", content=b"[" * 4000, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+
+
+def test_stop_on_a_music_model_is_refused_not_ignored(client, served):
+    music = next(s for s in served if s.model.kind == "midi")
+    response = client.post("/api/generate", json={"model": music.name, "stop": "x"})
+    assert response.status_code == 400 and "stop is for text models" in response.json()["error"]
+
+
+# -- shutting down -----------------------------------------------------------------------------------
+
+
+def test_a_stream_in_progress_ends_with_an_error_event_when_the_server_is_stopping(app):
+    async def stop_after_first_piece():
+        async def on_chunk(count):
+            if count == 1:
+                app.state.stopping.set()  # what serve() does on Ctrl-C or SIGTERM
+
+        return await _request(app, {"prime": "All:", "length": 500, "stream": True}, on_chunk)
+
+    try:
+        received = events(asyncio.run(stop_after_first_piece()))
+    finally:
+        app.state.stopping.clear()
+    assert received[0][0] == "piece" and received[-1] == ("error", {"error": "the server is shutting down; "
+                                                                              "this stream ends here"})
+    assert len("".join(d["text"] for n, d in received if n == "piece")) < 500
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_live_stream_with_an_error_event(session_text_run):
+    """Issue 21: SIGTERM during streams cut them without an `event: error`."""
+    process = subprocess.Popen([sys.executable, "-m", "chargen", "serve", str(session_text_run), "--port", "0",
+                                "--max-length", "1000000"], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        for line in process.stderr:
+            if "serving at http://" in line:
+                break
+        url = line.split("serving at ", 1)[1].split()[0]
+        request = urllib.request.Request(url + "api/generate", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"length": 1000000, "stream": True}).encode())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            first = response.readline()
+            assert first.startswith(b"event: piece")
+            process.send_signal(signal.SIGTERM)
+            rest = response.read().decode()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert events(rest.split("\n\n", 1)[1])[-1] == ("error", {"error": "the server is shutting down; "
+                                                                     "this stream ends here"})
+
+
+def _scope(path: str, extra_headers=()) -> dict:
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": [(b"content-type", b"application/json"), *extra_headers],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+
+
+async def _request_with_status(app, body: dict) -> tuple[int, dict, bytes]:
+    """POST /api/generate straight into the ASGI app: (status, headers, body)."""
+    payload, answer = json.dumps(body).encode(), {"body": b""}
+
+    async def receive():
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"], answer["headers"] = message["status"], dict(message["headers"])
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    await app(_scope("/api/generate"), receive, send)
+    return answer["status"], answer["headers"], answer["body"]

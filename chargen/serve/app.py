@@ -10,7 +10,10 @@ come with the ``serve`` extra (``pip install 'chargen[serve]'``).
 
 The set of models is fixed when the server starts: no request names a path,
 and no request reads or writes a file. Every refusal is a 4xx JSON object
-``{"error": "..."}`` (see chargen/serve/requests.py for the checks and limits).
+``{"error": "..."}`` (see chargen/serve/requests.py for the checks and limits), and
+a model with --max-queue requests in progress answers 503 with Retry-After. Requests
+from other web pages, or addressed to a host name this server is not, are refused
+before any of that (chargen/serve/guard.py).
 
     app = create_app(serving.load_models(["checkpoints/shakespeare"], Limits()), Limits())
 
@@ -19,7 +22,9 @@ The models and the generation each request runs live in chargen/serve/models.py.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from importlib import resources
 from typing import Optional
 
@@ -27,30 +32,34 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chargen.errors import ChargenError
 from chargen.serve import models as serving
+from chargen.serve.guard import Guard
 from chargen.serve.models import Served
 from chargen.serve.requests import (
     Limits,
     RequestError,
     check_prime,
+    check_query_size,
     parse_completion_query,
     parse_generate,
     parse_json,
 )
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
                 "style.css": "text/css"}
 
 
-def create_app(models: list[Served], limits: Limits) -> Starlette:
-    """The Starlette application serving `models` under `limits`."""
+def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = frozenset()) -> Starlette:
+    """The Starlette application serving `models` under `limits`, answering requests addressed
+    to the loopback names and to `hosts` (see guard.allowed_hosts)."""
     by_name = {s.name: s for s in models}
+    stopping = threading.Event()  # set by serve() on Ctrl-C or SIGTERM: streams end with an error event
     studio = {name: (resources.files("chargen.serve").joinpath("studio", name).read_bytes(), kind)
               for name, kind in STUDIO_FILES.items()}  # read once: requests never touch the disk
 
@@ -75,7 +84,8 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
         return page(name)
 
     async def list_models(request: Request) -> Response:
-        shown = {"max_length": limits.max_length, "max_samples": limits.max_samples}
+        shown = {"max_length": limits.max_length, "max_samples": limits.max_samples,
+                 "max_prime_chars": limits.max_prime_chars}
         return JSONResponse({"models": [s.facts for s in models], "limits": shown})
 
     async def generate(request: Request) -> Response:
@@ -91,24 +101,40 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
                 raise RequestError(400, "a music model takes no prime over HTTP; leave prime empty")
             if job.stream:
                 raise RequestError(400, "stream is for text models; a music model answers with whole .mid files")
+            if job.stop is not None:
+                raise RequestError(400, "stop is for text models; a music model ends a piece by itself")
+        client = _client(request)
         written: list[str] = []  # the new text of a single text sample, once it is complete
         # After answering, read that text too, so a "continue" from prime + text reuses it all.
-        remember = BackgroundTask(lambda: written and served.state_after(job.prime + written[0]))
-        if job.stream:
-            return StreamingResponse(serving.stream_events(served, job, written), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"}, background=remember)
-        answer = await run_in_threadpool(serving.generate_answer, served, job)
-        if served.model.kind == "text" and job.n == 1:
-            written.append(answer["samples"][0])
-        return JSONResponse(answer, background=remember)
+        remember = BackgroundTask(lambda: written and served.state_after(job.prime + written[0], client))
+        admission = served.admit(limits.max_queue)
+        try:
+            if job.stream:
+                events = serving.stream_events(served, job, written, client, stopping)
+                response = StreamingResponse(events, media_type="text/event-stream",
+                                             headers={"Cache-Control": "no-cache"}, background=remember)
+            else:
+                answer = await run_in_threadpool(serving.generate_answer, served, job, client)
+                if served.model.kind == "text" and job.n == 1:
+                    written.append(answer["samples"][0])
+                response = JSONResponse(answer, background=remember)
+        except BaseException:
+            admission.release()
+            raise
+        return _releasing(response, admission)
 
     async def completions(request: Request) -> Response:
+        check_query_size(request.scope.get("query_string", b""), limits)
         model, start_text, n, temperature = parse_completion_query(request.query_params, limits)
         served = pick(model)
         if served.model.kind != "text":
             raise RequestError(400, f"model {served.name!r} writes music; /generate completes text")
         prime = check_prime(start_text, served.model.vocab, "start_text")
-        answer = await run_in_threadpool(serving.completions, served, prime, n, temperature)
+        admission = served.admit(limits.max_queue)
+        try:
+            answer = await run_in_threadpool(serving.completions, served, prime, n, temperature, _client(request))
+        finally:
+            admission.release()
         return JSONResponse({"start_text": start_text, **answer})
 
     routes = [
@@ -120,30 +146,60 @@ def create_app(models: list[Served], limits: Limits) -> Starlette:
     ]
     handlers = {RequestError: _request_error, HTTPException: _http_error, ChargenError: _chargen_error,
                 Exception: _internal_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, hosts=hosts)])
     app.state.models = models  # for whoever holds the app (tests, benchmarks); requests never change it
+    app.state.stopping = stopping
     return app
+
+
+def _client(request: Request) -> str:
+    """Who sent a request, as far as the prime cache keeps clients apart: its address."""
+    return request.client.host if request.client else ""
+
+
+def _releasing(response: Response, admission: serving.Admission):
+    """`response` as an ASGI app that gives back the request's place in its model's queue once
+    sent: for a stream, when it ends, however it ends (done, client gone, shutdown)."""
+    async def send_then_release(scope, receive, send):
+        try:
+            await response(scope, receive, send)
+        finally:
+            admission.release()
+
+    return send_then_release
 
 
 # -- errors: always JSON, never a traceback ------------------------------------------------
 
 
 async def _read_body(request: Request, limits: Limits) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit (even without Content-Length)."""
+    """The body, refused with 413 as soon as it passes the limit (even without Content-Length),
+    and with 408 when it has not all arrived within limits.body_seconds (a client that sends
+    less than its Content-Length would otherwise hold the connection forever)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_request_bytes:
         raise RequestError(413, f"request body is {int(declared):,} bytes; the limit is {limits.max_request_bytes:,}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limits.max_request_bytes:
-            raise RequestError(413, f"request body is over the limit of {limits.max_request_bytes:,} bytes")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def read_all() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_request_bytes:
+                raise RequestError(413, f"request body is over the limit of {limits.max_request_bytes:,} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read_all(), limits.body_seconds)
+    except asyncio.TimeoutError:
+        came = sum(map(len, chunks))
+        raise RequestError(408, f"the request body did not arrive within {limits.body_seconds:g} s "
+                                f"({came:,} bytes came)") from None
     return b"".join(chunks)
 
 
 async def _request_error(request: Request, exc: RequestError) -> Response:
-    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -164,11 +220,6 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 # -- running -------------------------------------------------------------------------------
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable only from this machine."""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on host:port; ChargenError in one line when that address is unusable."""
     try:
@@ -182,9 +233,19 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+MAX_CONNECTIONS = 256  # open connections at once; past it, uvicorn answers 503
+
+
 def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve `app` on a listening socket until Ctrl-C (which raises KeyboardInterrupt after a clean shutdown)."""
+    """Serve `app` on a listening socket until Ctrl-C (which raises KeyboardInterrupt after a
+    clean shutdown) or SIGTERM; either way, streams in progress end with an "error" event."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.stopping.set()  # a flag, not an asyncio call: this runs in a signal handler
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off",
+                            limit_concurrency=MAX_CONNECTIONS)
+    Server(config).run(sockets=[sock])

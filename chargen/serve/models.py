@@ -1,10 +1,14 @@
 """The models as `chargen serve` holds them, and the generation each request runs.
 
-A Served model is the loaded model with a lock, a cache of hidden states after
-recent primes (chargen/serve/primecache.py) and its public facts. The functions below
-run one request's generation on the thread pool: a whole JSON answer, a stream
-of Server-Sent Events, or torch-rnn-server's short completions. Every call into
-the model goes through chargen.api; nothing here reads a file after startup.
+A Served model is the loaded model with a lock, a bound on the requests it queues, a
+cache of hidden states after recent primes (chargen/serve/primecache.py) and its public
+facts. The functions below run one request's generation on the thread pool: a whole
+JSON answer, a stream of Server-Sent Events, or torch-rnn-server's short completions.
+Every call into the model goes through chargen.api; nothing here reads a file after startup.
+
+Each request's prime states are kept for its client (its address) alone: `prime_reused`
+counts only characters of that client's own earlier texts, so no client learns, from the
+count or from how fast it is answered, how another client's text began.
 
     served = load_models(["checkpoints/shakespeare"], Limits())
     answer = generate_answer(served[0], parse_generate({"prime": "ROMEO:"}, Limits()))
@@ -26,11 +30,15 @@ from starlette.concurrency import run_in_threadpool
 
 from chargen.errors import ChargenError
 from chargen.serve.primecache import PrimeCache
-from chargen.serve.requests import GenerateRequest, Limits
+from chargen.serve.requests import GenerateRequest, Limits, RequestError
 
 COMPLETION_CHARS = 120  # /generate: characters drawn per completion before cutting at a boundary
 CHART_POINTS = 400  # loss curves are thinned to about this many points per model
 STREAM_BATCH_SECONDS = 0.02  # a stream hands pieces to the event loop at least this often
+# A prime is read this many characters at a time, the lock taken for each: a long prime
+# (about 0.2 s of a 2x512 model per window on a busy 2-core CPU) lets streams go on between.
+PRIME_WINDOW_CHARS = 256
+RETRY_AFTER_SECONDS = 2  # what a 503 for a busy model suggests
 
 
 class Served:
@@ -47,6 +55,7 @@ class Served:
         self.name, self.model = name, model
         self.lock = threading.Lock()
         self.cache = PrimeCache(limits.cache_size)
+        self.in_progress = 0  # requests admitted and not yet answered (see admit())
         rows = metrics.read(directory) if directory is not None else []
         info = model.info()  # reads the run's checkpoints: done here, once, never per request
         self.facts = {
@@ -58,17 +67,57 @@ class Served:
             "curves": _curves(rows),
         }
 
-    def state_after(self, prime: str) -> tuple[Any, int]:
-        """The model's state after reading `prime`, and how many of its characters came from the cache.
+    def state_after(self, prime: str, client: str = "") -> tuple[Any, int]:
+        """The model's state after reading `prime`, and how many of its characters came from
+        `client`'s cached states.
 
-        Only the characters after the longest cached prefix are fed to the model.
+        Only the characters after the longest cached prefix are fed to the model, a window
+        at a time (the lock is released between windows).
         """
-        known, state = self.cache.longest_prefix(prime)
-        if len(known) < len(prime):
+        known, state = self.cache.longest_prefix(prime, client)
+        for window in windows(prime[len(known):], PRIME_WINDOW_CHARS):
             with self.lock:
-                state = self.model.prime_state(prime[len(known):], state=state)
-            self.cache.put(prime, state)
+                state = self.model.prime_state(window, state=state)
+        if len(known) < len(prime):
+            self.cache.put(prime, state, client)
         return state, len(known)
+
+    def admit(self, max_queue: int) -> "Admission":
+        """A place among the requests this model works on, or a 503 (with Retry-After) when
+        max_queue of them are in progress: past that, a request would hold a server thread
+        waiting for the lock, and starve the other models and streams. Release it when answered."""
+        if self.in_progress >= max_queue:  # on the event loop: no other request runs meanwhile
+            raise RequestError(503, f"model {self.name!r} is busy: {self.in_progress} requests are in progress, "
+                                    "the most this server queues for it (--max-queue); try again shortly",
+                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self.in_progress += 1
+        return Admission(self)
+
+
+class Admission:
+    """One request's place in a model's queue; release() (once, idempotent) gives it back."""
+
+    def __init__(self, served: Served):
+        self.served, self.released = served, False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.served.in_progress -= 1
+
+
+def windows(text: str, size: int) -> Iterator[str]:
+    """`text` in pieces of about `size` characters, each cut before an ASCII character where
+    one is near, so that no piece starts inside a character and its combining marks."""
+    start = 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text) and text[end] >= "\x80":  # back to an ASCII character, else on to one
+            before = (i for i in range(end - 1, max(start, end - 64), -1) if text[i] < "\x80")
+            after = (i for i in range(end + 1, min(len(text), end + 64)) if text[i] < "\x80")
+            end = next(before, None) or next(after, len(text) if len(text) - end < 64 else end)
+        yield text[start:end]
+        start = end
 
 
 def load_models(paths: list[str], limits: Limits, device: str = "cpu") -> list[Served]:
@@ -110,10 +159,10 @@ def _sample_options(job: GenerateRequest) -> dict:
     return dict(temperature=job.temperature, top_k=job.top_k, top_p=job.top_p, seed=job.seed)
 
 
-def generate_answer(served: Served, job: GenerateRequest) -> dict:
+def generate_answer(served: Served, job: GenerateRequest, client: str = "") -> dict:
     """A whole non-streamed answer: texts, or .mid files with their duration, notes and roll."""
     start = time.perf_counter()
-    state, reused = served.state_after(job.prime) if job.prime else (None, 0)
+    state, reused = served.state_after(job.prime, client) if job.prime else (None, 0)
     with served.lock:
         if served.model.kind == "text":
             out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state,
@@ -139,17 +188,23 @@ def _describe_midi(song) -> dict:
             "notes": len(notes), "roll": roll}
 
 
-async def stream_events(served: Served, job: GenerateRequest, written: list[str]) -> AsyncIterator[str]:
+async def stream_events(served: Served, job: GenerateRequest, written: list[str], client: str = "",
+                        stopping: Optional[threading.Event] = None) -> AsyncIterator[str]:
     """Server-Sent Events: one "piece" event per piece of text, then "done" (or "error").
 
-    The whole text is appended to `written` once complete (the caller reads it after answering).
+    The whole text is appended to `written` once complete (the caller reads it after
+    answering). When `stopping` is set (the server is shutting down), the stream ends
+    with an "error" event saying so.
     """
     start = time.perf_counter()
     try:
-        state, reused = await run_in_threadpool(served.state_after, job.prime) if job.prime else (None, 0)
+        state, reused = await run_in_threadpool(served.state_after, job.prime, client) if job.prime else (None, 0)
         pieces = served.model.stream("", length=job.length, stop=job.stop, state=state, **_sample_options(job))
         text = []
         while True:
+            if stopping is not None and stopping.is_set():
+                yield _event("error", {"error": "the server is shutting down; this stream ends here"})
+                return
             batch = await run_in_threadpool(_take_pieces, served.lock, pieces)
             if not batch:
                 break
@@ -184,10 +239,10 @@ def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def completions(served: Served, prime: str, n: int, temperature: float) -> dict:
+def completions(served: Served, prime: str, n: int, temperature: float, client: str = "") -> dict:
     """torch-rnn-server's completions and time: short continuations of `prime`, each cut at a word or sentence end."""
     start = time.perf_counter()
-    state, _ = served.state_after(prime) if prime else (None, 0)
+    state, _ = served.state_after(prime, client) if prime else (None, 0)
     with served.lock:
         out = served.model.generate("", length=COMPLETION_CHARS, temperature=temperature, n=n, state=state)
     texts = out if isinstance(out, list) else [out]

@@ -36,24 +36,31 @@ class Limits:
 
     max_length: int = 2000  # tokens generated per sample
     max_samples: int = 10  # n; torch-rnn-server capped n at 10 too
-    max_request_bytes: int = 256 * 1024  # body size, and so the prime's size
+    max_request_bytes: int = 256 * 1024  # a POST body, or a GET's query
+    # Characters of prime read per request: reading costs time (about 1 ms a character for a
+    # 2x512 model on a busy 2-core CPU), so this bounds one request's cost, not its size.
+    max_prime_chars: int = 32_768
     max_seconds: float = 120.0  # music: seconds of music per sample
     cache_size: int = 32  # primes whose hidden states each model keeps
+    max_queue: int = 8  # requests in progress per model; past it, 503 and Retry-After
+    body_seconds: float = 10.0  # a request body must arrive within this time, or 408
 
     def __post_init__(self):
-        for name in ("max_length", "max_samples", "max_request_bytes", "cache_size"):
+        for name in ("max_length", "max_samples", "max_request_bytes", "max_prime_chars", "cache_size", "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        for name in ("max_seconds", "body_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 class RequestError(Exception):
     """A request the server refuses: `status` is the HTTP status, the message names the problem."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 @dataclass
@@ -87,6 +94,8 @@ def parse_json(body: bytes, limits: Limits) -> Any:
         raise RequestError(400, "malformed JSON: the body is not UTF-8") from None
     except ValueError as e:
         raise RequestError(400, f"malformed JSON: {e}") from None
+    except RecursionError:  # [[[[... 100,000 deep: no request of this API nests at all
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
 
 
 def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
@@ -110,6 +119,7 @@ def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
         seconds=_ranged(get("seconds"), SECONDS, limits.max_seconds),
         stream=_boolean(get("stream", False), "stream"),
     )
+    check_prime_length(request.prime, limits)
     if request.stop is not None and len(request.stop) > MAX_STOP_CHARS:
         raise RequestError(400, f"stop must be at most {MAX_STOP_CHARS} characters")
     if request.stream and request.n != 1:
@@ -124,7 +134,22 @@ def parse_completion_query(query, limits: Limits) -> tuple[Optional[str], str, i
         raise RequestError(400, f"unknown parameter {unknown[0]!r}; the parameters are start_text, n, model, temperature")
     n = _ranged(_query_number(query.get("n", "3"), "n", int), SAMPLES, limits.max_samples)
     temperature = _ranged(_query_number(query.get("temperature", "0.8"), "temperature", float), TEMPERATURE)
-    return query.get("model"), query.get("start_text", ""), n, temperature
+    start_text = query.get("start_text", "")
+    check_prime_length(start_text, limits, "start_text")
+    return query.get("model"), start_text, n, temperature
+
+
+def check_query_size(query_string: bytes, limits: Limits) -> None:
+    """414 for a query longer than --max-request-bytes: a GET's start_text is a prime too."""
+    if len(query_string) > limits.max_request_bytes:
+        raise RequestError(414, f"the query is {len(query_string):,} bytes; the limit is {limits.max_request_bytes:,}")
+
+
+def check_prime_length(prime: str, limits: Limits, name: str = "prime") -> None:
+    """400 for a prime longer than --max-prime-chars."""
+    if len(prime) > limits.max_prime_chars:
+        raise RequestError(400, f"{name} is {len(prime):,} characters; the limit is {limits.max_prime_chars:,} "
+                                "(--max-prime-chars)")
 
 
 def check_prime(prime: str, vocab, name: str = "prime") -> str:
