@@ -32,13 +32,16 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS, SCORE_BATCH_SIZE
+from chargen.arguments import BATCH_SIZE, BEAM, DEFAULT_PRIME_SECONDS, LENGTH, SAMPLES, SCORE_BATCH_SIZE
 from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, choose_precision
+from chargen.sampling.beam import beam_texts
 from chargen.sampling.draw import DEFAULT_LENGTH, sample_config
 from chargen.sampling.generate import generate_text, read
+from chargen.sampling.suggest import Suggestion, suggest
+from chargen.sampling.suggest import rules as suggestion_rules
 from chargen.training import checkpoint
 from chargen.training.checkpoint import PathLike
 from chargen.vocab import Vocab
@@ -164,7 +167,8 @@ class Model:
                  top_k: Optional[int] = None, top_p: Optional[float] = None, stop: Optional[str] = None,
                  seed: Optional[int] = None, n: int = 1, state: Optional[State] = None,
                  seconds: Optional[float] = None, prime_seconds: float = DEFAULT_PRIME_SECONDS,
-                 tempo: Optional[float] = None, program: Optional[int] = None, include_prime: bool = True):
+                 tempo: Optional[float] = None, program: Optional[int] = None, include_prime: bool = True,
+                 beam: Optional[int] = None):
         """Generate `n` samples; one is returned as is, several as a list.
 
         A text model returns the new text, without the prime: `length` characters
@@ -183,9 +187,15 @@ class Model:
         temperature 0 is greedy; top_k and top_p filter the distribution first;
         `seed` makes a sample repeatable (on the same device). Bad values raise
         ArgumentError (a ValueError) naming the parameter.
+
+        With `beam` (text only), no sampling: a beam search of that width
+        (chargen/sampling/beam.py) returns the most probable continuation it finds,
+        or the `n` best distinct ones (n <= beam), beams that generated `stop`
+        ranked against the others by their mean log-probability per character.
+        Deterministic, so temperature, top_k, top_p and seed do not apply.
         """
         if self.kind == "midi":
-            self._refuse_text_options(stop=stop, state=state)
+            self._refuse_text_options(stop=stop, state=state, beam=beam)
             from chargen.sampling.songs import (
                 generate_songs,  # mido, only for a music model
             )
@@ -195,6 +205,11 @@ class Model:
             return songs[0] if n == 1 else songs
         self._refuse_music_options(seconds=seconds, tempo=tempo, program=program,
                                    include_prime=None if include_prime is True else include_prime)
+        if beam is not None:
+            texts = self._beam_texts(prime, length, stop, n, state, beam,
+                                     dict(temperature=None if temperature == 1.0 else temperature,
+                                          top_k=top_k, top_p=top_p, seed=seed))
+            return texts[0] if n == 1 else texts
         steps = self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state)  # checks first
         texts = join_pieces(steps, n)
         return texts[0] if n == 1 else texts
@@ -230,6 +245,45 @@ class Model:
         generator = random_generator(self.device, seed)
         return generate_text(self.network, self.vocab, prime, config, generator, stop=stop or None, start=start)
 
+    def _beam_texts(self, prime, length, stop, n, state, beam, sampling: dict) -> list[str]:
+        """The n best continuations a beam search of width `beam` finds (see generate)."""
+        BEAM.check(beam)
+        SAMPLES.check(n, high=beam)  # the n best beams
+        for name, value in sampling.items():
+            if value is not None:
+                raise ArgumentError(name, "does not apply to beam search, which is deterministic")
+        length = LENGTH.check(DEFAULT_LENGTH if length is None else length)
+        if stop is not None and not isinstance(stop, str):
+            raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
+        start = self.prime_state(prime, state)
+        return beam_texts(self.network, self.vocab, (start.hidden, start.logits), beam, length, n, stop or None,
+                          self.precision)
+
+    # -- suggestions ----------------------------------------------------------------------
+
+    def suggest(self, text: str, n: int = 3, unit: str = "word", state: Optional[State] = None) -> list[Suggestion]:
+        """The `n` most probable distinct completions of `text` to the end of a word, a
+        phrase or a line (`unit`), most probable first, each a Suggestion(text, probability).
+
+        Found by a bounded search over characters (chargen/sampling/suggest.py), not by
+        sampling: each probability is the model's, given `text`. With `state` (from
+        prime_state), `text` is what was written since that state, and only it is read:
+        an editor keeps the state of its document and asks again after each few
+        characters typed. A unit the vocabulary cannot end (a line, for a model that
+        never writes a newline) is an ArgumentError, as are an empty text without a state,
+        characters outside the vocabulary and n < 1.
+        """
+        self._require_text("suggest")
+        SAMPLES.check(n)
+        suggestion_rules(self.vocab.tokens, unit)  # the unit first: it does not depend on the text
+        if not isinstance(text, str):
+            raise ArgumentError("text", f"must be a str, got {type(text).__name__}")
+        text = self.vocab.fit(text, "text")
+        if state is None and not text:
+            raise ArgumentError("text", "is empty; give the text to continue")
+        start = self.prime_state(text, state)
+        return suggest(self.network, self.vocab.tokens, (start.hidden, start.logits), n=n, unit=unit,
+                       precision=self.precision)
 
     def sampling_threads(self, length: int = DEFAULT_LENGTH, n: int = 1) -> int:
         """The torch thread count that `chargen sample` and `chargen serve` generate `n` samples

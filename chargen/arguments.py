@@ -86,6 +86,7 @@ TOP_P = Range("top_p", 0.0, 1.0, low_open=True)
 LENGTH = Range("length", 0, MAX_INT, integer=True)  # tokens after the prime
 SAMPLES = Range("n", 1, MAX_SIZE, integer=True)  # samples drawn side by side
 SEED = Range("seed", 0, MAX_INT, integer=True)  # torch seeds are 64-bit
+BEAM = Range("beam", 1, MAX_SIZE, integer=True)  # beam search: its streams step side by side, as samples do
 
 # -- music ----------------------------------------------------------------------------------
 

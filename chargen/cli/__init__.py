@@ -4,8 +4,8 @@ Results (generated text, figures asked for) go to stdout; progress, tables,
 warnings and errors go to stderr, so ``chargen sample > out.txt`` captures only
 text. Every expected failure is one line on stderr and a non-zero exit.
 
-Each command lives in its own module (train.py, sample.py, models.py for eval and
-info, files.py for inspect, compare and show, serve.py); options.py holds what they
+Each command lives in its own module (train.py, sample.py, suggest.py, models.py for
+eval and info, files.py for inspect, compare and show, serve.py); options.py holds what they
 share, and display.py all of the terminal drawing.
 """
 
@@ -22,6 +22,7 @@ from chargen.cli.files import compare, inspect, show
 from chargen.cli.models import eval_command, info
 from chargen.cli.sample import sample
 from chargen.cli.serve import serve
+from chargen.cli.suggest import suggest
 from chargen.cli.train import train
 from chargen.errors import ChargenError
 
@@ -104,5 +105,5 @@ def main():
     cli.main()
 
 
-for command in (train, sample, eval_command, info, inspect, compare, show, serve):
+for command in (train, sample, suggest, eval_command, info, inspect, compare, show, serve):
     cli.add_command(command)

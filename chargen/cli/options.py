@@ -74,7 +74,7 @@ def given_on_command_line(ctx: click.Context) -> set[str]:
 
 # The Python parameter behind each sample option, for errors that name the option.
 SAMPLE_OPTIONS = {"prime": "--prime", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
-                  "length": "--length", "n": "--num-samples", "seed": "--seed", "stop": "--stop", "out": "--out",
+                  "length": "--length", "n": "--num-samples", "seed": "--seed", "stop": "--stop", "out": "--out", "beam": "--beam",
                   "seconds": "--seconds", "prime_seconds": "--prime-seconds", "tempo": "--tempo",
                   "program": "--program", "device": "--device", "batch_size": "--batch-size",
                   "precision": "--precision", "include_prime": "--omit-prime", "omit_prime": "--omit-prime"}

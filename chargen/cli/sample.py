@@ -12,6 +12,7 @@ import click
 from rich.markup import escape
 
 from chargen.arguments import (
+    BEAM,
     DEFAULT_PRIME_SECONDS,
     LENGTH,
     MAX_MUSIC_TOKENS,
@@ -49,6 +50,7 @@ from chargen.sampling.draw import SampleConfig
 @click.option("--num-samples", type=ranged(SAMPLES), default=default_of(SampleConfig, "num_samples"), show_default=True, help="Samples, generated in parallel.")
 @click.option("--seed", type=ranged(SEED), help="Random seed (default: fresh randomness each time).")
 @click.option("--stop", help="End a text sample when it generates this text (not included).")
+@click.option("--beam", type=ranged(BEAM), help="Text: no sampling, but a beam search this wide for the most probable continuation (the --num-samples best).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout (FILE-1, FILE-2… for several samples).")
 @click.option("--seconds", type=ranged(SECONDS), help="Music: generate this much new music (see above for --length).")
 @click.option("--prime-seconds", type=ranged(PRIME_SECONDS), default=DEFAULT_PRIME_SECONDS, show_default=True, help="Music: how much of the --prime piece to continue.")
@@ -58,7 +60,7 @@ from chargen.sampling.draw import SampleConfig
 @click.option("--from-manifest", type=click.Path(dir_okay=False), help="Music: generate again, exactly, the sample a manifest (FILE.mid.json) describes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it. A seed repeats its text only in the same precision.")
-def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, tempo, program, omit_prime,
+def sample(checkpoint_path, prime, seed, stop, beam, out, seconds, prime_seconds, tempo, program, omit_prime,
            from_manifest, device, precision, temperature, top_k, top_p, length, num_samples):
     """Generate from a trained model. CHECKPOINT is a checkpoint file or a run
     directory (its best checkpoint); omitted, the latest run under ./checkpoints.
@@ -69,13 +71,15 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
     tokens, whichever comes first. Beside each music file, FILE.mid.json
     records the checkpoint, seed and options: --from-manifest FILE.mid.json
     generates that file again, exactly.
-    --stop understands \\n, \\t, \\\\ and \\xNN escapes.
+    --stop understands \\n, \\t, \\\\ and \\xNN escapes. --beam N searches instead of
+    sampling: deterministic, so --temp, --top-k, --top-p and --seed do not apply.
 
     \b
     Example:
       chargen sample --temp 0.8 --length 500
       chargen sample checkpoints/tinyshakespeare-20261121-120000 --prime "ROMEO:" --top-p 0.9
       chargen sample --num-samples 4 --stop "\\n\\n" --seed 7
+      chargen sample --prime "ROMEO:" --beam 8 --length 200 --stop "\\n\\n"
       chargen sample checkpoints/bach-20261121-120000 --seconds 30 --out song.mid
       chargen sample --from-manifest checkpoints/bach-20261121-120000/samples/sample-20261121-130000.mid.json
     """
@@ -91,8 +95,9 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
         tokens = length if "length" in given or model.kind == "text" or seconds is None else MAX_MUSIC_TOKENS
         _set_threads(model, tokens, num_samples)
         if model.kind == "midi":
-            if stop is not None:
-                raise ArgumentError("stop", "is for text models; this is a music model")
+            for name, value in (("stop", stop), ("beam", beam)):
+                if value is not None:
+                    raise ArgumentError(name, "is for text models; this is a music model")
             music = dict(prime=prime, prime_seconds=prime_seconds, seconds=seconds, tempo=tempo, program=program,
                          length=length if "length" in given else None, include_prime=not omit_prime)
             _sample_music(model, options | music, out)
@@ -101,6 +106,11 @@ def sample(checkpoint_path, prime, seed, stop, out, seconds, prime_seconds, temp
                                 ("omit_prime", omit_prime or None)):
                 if value is not None:
                     raise ArgumentError(name, "is for music models; this is a text model")
+            if beam is not None:  # a search: none of the sampling options apply
+                for name in ("temperature", "top_k", "top_p", "seed"):
+                    if name in given:
+                        raise ArgumentError(name, "does not apply to beam search, which is deterministic")
+                options = dict(n=num_samples, beam=beam)
             _sample_text(model, options, prime, length, unescape(stop), out)
 
 
@@ -145,7 +155,10 @@ def _sample_text(model, options: dict, prime: Optional[str], length: int, stop: 
     if _is_midi_path(prime):
         raise click.UsageError(f"--prime {prime} is a MIDI file, but this is a text model; prime it with text")
     paths = output.sample_paths(out, options["n"], "text", model.file)  # checked before any work
-    pieces = model.stream(prime, length=length, stop=stop, **options)
+    if options.get("beam"):  # known only once the search ends: printed whole
+        pieces = [model.generate(prime, length=length, stop=stop, **options)]  # one step: the text, or n texts
+    else:
+        pieces = model.stream(prime, length=length, stop=stop, **options)
     if paths is None and options["n"] == 1:  # one sample to the terminal: show it as it comes
         _stream_to_stdout(prime, pieces)
         return
