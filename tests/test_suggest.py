@@ -152,7 +152,7 @@ def test_a_unit_the_vocabulary_cannot_end_is_refused(tokens, unit, words):
 
 @pytest.mark.parametrize("arguments, parameter, words", [
     (dict(text=""), "text", "is empty"), (dict(text="a§b"), "text", "'§'"), (dict(text=3), "text", "str"),
-    (dict(text="To be", n=0), "n", ">= 1"), (dict(text="To be", n=2.5), "n", "integer"),
+    (dict(text="To be", n=0), "n", "between 1 and"), (dict(text="To be", n=2.5), "n", "integer"),
     (dict(text="To be", n=True), "n", "integer"), (dict(text="To be", unit="sentence"), "unit", "word, phrase, line"),
     (dict(text="To be", state="state"), "state", "prime_state"),
 ])

@@ -21,21 +21,23 @@ from chargen.errors import ChargenError
 @click.option("--max-queue", type=whole(1), default=8, show_default=True, help="Requests in progress per model; past it, 503 with Retry-After.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME", help="Also answer requests addressed to this host name (repeat for several; * for any).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True, help="Where the models run.")
+@click.option("--completions", type=click.Choice(["sample", "word", "phrase", "line"]), default="sample", show_default=True, help="What GET /generate (rnn-writer) answers: random samples cut at a word or sentence end, or the most probable word, phrase or line.")
 def serve(runs, host, port, max_length, max_samples, max_request_bytes, max_prime_chars, max_queue, allow_hosts,
-          device):
+          device, completions):
     """Serve RUNS (run directories or checkpoints) over HTTP, with the web studio at /.
 
     Each model is loaded once. The API: GET /api/models, POST /api/generate
-    (JSON, or Server-Sent Events with "stream": true) and GET /generate, the
-    query robinsloan/torch-rnn-server answered, for rnn-writer. Requests from
-    other web pages, and requests addressed to a host name other than this
-    server's (DNS rebinding), are refused; see the README's Security section.
-    Ctrl-C stops it.
+    (JSON, or Server-Sent Events with "stream": true), POST /api/suggest and
+    GET /generate, the query robinsloan/torch-rnn-server answered, for
+    rnn-writer (--completions word: with suggestions). Requests from other web
+    pages, and requests addressed to a host name other than this server's (DNS
+    rebinding), are refused; see the README's Security section. Ctrl-C stops it.
 
     \b
     Example:
       chargen serve checkpoints/tinyshakespeare-20261121-120000
       chargen serve checkpoints/shakespeare checkpoints/bach --port 8080
+      chargen serve checkpoints/shakespeare --completions phrase
     """
     try:
         import uvicorn  # noqa: F401 - only checked here; chargen.serve.app runs it
@@ -56,7 +58,7 @@ def serve(runs, host, port, max_length, max_samples, max_request_bytes, max_prim
     # Once, before any request thread exists: each takes this count when it starts (sampling/threads.py).
     torch.set_num_threads(min(s.model.sampling_threads(limits.max_length) for s in models))
     hosts = guard.allowed_hosts(host, allow_hosts)
-    app = server.create_app(models, limits, hosts)
+    app = server.create_app(models, limits, hosts, completion_mode=completions)
     sock = server.listen(host, port)
     if not guard.is_loopback_name(host):
         err.print(f"[yellow]warning:[/] listening on {escape(host)}: other machines can reach this server; "

@@ -5,7 +5,8 @@ come with the ``serve`` extra (``pip install 'chargen[serve]'``).
 
     GET  /                 the studio (chargen/studio/, shipped in the package)
     GET  /api/models       name, kind, vocabulary size, parameters, best validation bits, loss curves
-    POST /api/generate     JSON samples, or Server-Sent Events with "stream": true
+    POST /api/generate     JSON samples (or beams), or Server-Sent Events with "stream": true
+    POST /api/suggest      the most probable completions of a text to a word, phrase or line end
     GET  /generate         robinsloan/torch-rnn-server's query and answer, for rnn-writer
 
 The set of models is fixed when the server starts: no request names a path,
@@ -49,15 +50,22 @@ from chargen.serve.requests import (
     parse_completion_query,
     parse_generate,
     parse_json,
+    parse_suggest,
 )
 
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
                 "style.css": "text/css"}
 
 
-def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = frozenset()) -> Starlette:
+COMPLETION_MODES = ("sample", "word", "phrase", "line")
+
+
+def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = frozenset(),
+               completion_mode: str = "sample") -> Starlette:
     """The Starlette application serving `models` under `limits`, answering requests addressed
-    to the loopback names and to `hosts` (see guard.allowed_hosts)."""
+    to the loopback names and to `hosts` (see guard.allowed_hosts). `completion_mode` is what
+    GET /generate answers a query without `unit` with: samples, or suggestions of that unit."""
+    assert completion_mode in COMPLETION_MODES, completion_mode
     by_name = {s.name: s for s in models}
     stopping = threading.Event()  # set by serve() on Ctrl-C or SIGTERM: streams end with an error event
     studio = {name: (resources.files("chargen.serve").joinpath("studio", name).read_bytes(), kind)
@@ -103,6 +111,8 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
                 raise RequestError(400, "stream is for text models; a music model answers with whole .mid files")
             if job.stop is not None:
                 raise RequestError(400, "stop is for text models; a music model ends a piece by itself")
+            if job.beam is not None:
+                raise RequestError(400, "beam is for text models; this is a music model")
         client = _client(request)
         written: list[str] = []  # the new text of a single text sample, once it is complete
         # After answering, read that text too, so a "continue" from prime + text reuses it all.
@@ -123,16 +133,32 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
             raise
         return _releasing(response, admission)
 
+    async def suggest(request: Request) -> Response:
+        job = parse_suggest(parse_json(await _read_body(request, limits), limits), limits)
+        served = pick(job.model)
+        if served.model.kind != "text":
+            raise RequestError(400, f"model {served.name!r} writes music; /api/suggest completes text")
+        job.text = check_prime(job.text, served.model.vocab, "text")
+        admission = served.admit(limits.max_queue)
+        try:
+            answer = await run_in_threadpool(serving.suggest_answer, served, job, _client(request))
+        finally:
+            admission.release()
+        return JSONResponse(answer)
+
     async def completions(request: Request) -> Response:
         check_query_size(request.scope.get("query_string", b""), limits)
-        model, start_text, n, temperature = parse_completion_query(request.query_params, limits)
+        model, start_text, n, temperature, unit = parse_completion_query(request.query_params, limits)
         served = pick(model)
         if served.model.kind != "text":
             raise RequestError(400, f"model {served.name!r} writes music; /generate completes text")
         prime = check_prime(start_text, served.model.vocab, "start_text")
+        unit = unit or (None if completion_mode == "sample" else completion_mode)
+        if unit is not None and not prime:
+            raise RequestError(400, "start_text is empty; suggestions complete a text")
         admission = served.admit(limits.max_queue)
         try:
-            answer = await run_in_threadpool(serving.completions, served, prime, n, temperature, _client(request))
+            answer = await run_in_threadpool(serving.completions, served, prime, n, temperature, _client(request), unit)
         finally:
             admission.release()
         return JSONResponse({"start_text": start_text, **answer})
@@ -142,6 +168,7 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
         Route("/studio/{name}", asset),
         Route("/api/models", list_models),
         Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/suggest", suggest, methods=["POST"]),
         Route("/generate", completions),
     ]
     handlers = {RequestError: _request_error, HTTPException: _http_error, ChargenError: _chargen_error,

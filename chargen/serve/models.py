@@ -3,7 +3,8 @@
 A Served model is the loaded model with a lock, a bound on the requests it queues, a
 cache of hidden states after recent primes (chargen/serve/primecache.py) and its public
 facts. The functions below run one request's generation on the thread pool: a whole
-JSON answer, a stream of Server-Sent Events, or torch-rnn-server's short completions.
+JSON answer, a stream of Server-Sent Events, suggestions, or torch-rnn-server's short
+completions.
 Every call into the model goes through chargen.api; nothing here reads a file after startup.
 
 Each request's prime states are kept for its client (its address) alone: `prime_reused`
@@ -30,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from chargen.errors import ChargenError
 from chargen.serve.primecache import PrimeCache
-from chargen.serve.requests import GenerateRequest, Limits, RequestError
+from chargen.serve.requests import GenerateRequest, Limits, RequestError, SuggestRequest
 
 COMPLETION_CHARS = 120  # /generate: characters drawn per completion before cutting at a boundary
 CHART_POINTS = 400  # loss curves are thinned to about this many points per model
@@ -165,7 +166,7 @@ def generate_answer(served: Served, job: GenerateRequest, client: str = "") -> d
     state, reused = served.state_after(job.prime, client) if job.prime else (None, 0)
     with served.lock:
         if served.model.kind == "text":
-            out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state,
+            out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state, beam=job.beam,
                                         **_sample_options(job))
         else:
             out = served.model.generate(length=job.length, seconds=job.seconds, n=job.n, **_sample_options(job))
@@ -239,15 +240,35 @@ def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def completions(served: Served, prime: str, n: int, temperature: float, client: str = "") -> dict:
-    """torch-rnn-server's completions and time: short continuations of `prime`, each cut at a word or sentence end."""
+def completions(served: Served, prime: str, n: int, temperature: float, client: str = "",
+                unit: Optional[str] = None) -> dict:
+    """torch-rnn-server's completions and time: short continuations of `prime`, each cut at a
+    word or sentence end; with `unit`, the n most probable suggestions instead (and their
+    probabilities), the same every time."""
     start = time.perf_counter()
+    if unit is not None:
+        answer = suggest_answer(served, SuggestRequest(text=prime, n=n, unit=unit), client)
+        return {"completions": [s["text"] for s in answer["suggestions"]],
+                "probabilities": [s["probability"] for s in answer["suggestions"]],
+                "time": round(time.perf_counter() - start, 2)}
     state, _ = served.state_after(prime, client) if prime else (None, 0)
     with served.lock:
         out = served.model.generate("", length=COMPLETION_CHARS, temperature=temperature, n=n, state=state)
     texts = out if isinstance(out, list) else [out]
     return {"completions": [cut_at_boundary(t) for t in texts],
             "time": round(time.perf_counter() - start, 2)}
+
+
+def suggest_answer(served: Served, job: SuggestRequest, client: str = "") -> dict:
+    """The n most probable completions of job.text to the end of job.unit, from the state the
+    prime cache holds for it (for this client): a text that grew by a few characters costs only those."""
+    start = time.perf_counter()
+    state, reused = served.state_after(job.text, client)
+    with served.lock:
+        found = served.model.suggest("", n=job.n, unit=job.unit, state=state)
+    return {"model": served.name, "unit": job.unit,
+            "suggestions": [{"text": s.text, "probability": s.probability} for s in found],
+            "prime_reused": reused, "time": round(time.perf_counter() - start, 4)}
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from chargen.arguments import (
+    BEAM,
     LENGTH,
     SAMPLES,
     SECONDS,
@@ -28,6 +29,7 @@ from chargen.arguments import (
     Range,
 )
 from chargen.errors import ArgumentError
+from chargen.sampling.suggest import UNITS
 
 
 @dataclass
@@ -78,9 +80,24 @@ class GenerateRequest:
     n: int = 1
     seconds: Optional[float] = None  # music only
     stream: bool = False
+    beam: Optional[int] = None  # text only: beam search instead of sampling
 
 
-FIELDS = ("model", "prime", "length", "temperature", "top_k", "top_p", "stop", "seed", "n", "seconds", "stream")
+FIELDS = ("model", "prime", "length", "temperature", "top_k", "top_p", "stop", "seed", "n", "seconds", "stream",
+          "beam")
+
+
+@dataclass
+class SuggestRequest:
+    """A checked POST /api/suggest body. Field names are the JSON keys."""
+
+    model: Optional[str] = None
+    text: str = ""
+    n: int = 3
+    unit: str = "word"
+
+
+SUGGEST_FIELDS = ("model", "text", "n", "unit")
 MAX_STOP_CHARS = 200
 
 
@@ -118,25 +135,54 @@ def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
         n=_ranged(get("n", 1), SAMPLES, limits.max_samples),
         seconds=_ranged(get("seconds"), SECONDS, limits.max_seconds),
         stream=_boolean(get("stream", False), "stream"),
+        beam=_ranged(get("beam"), BEAM, limits.max_samples),  # a beam's streams cost what samples cost
     )
     check_prime_length(request.prime, limits)
     if request.stop is not None and len(request.stop) > MAX_STOP_CHARS:
         raise RequestError(400, f"stop must be at most {MAX_STOP_CHARS} characters")
     if request.stream and request.n != 1:
         raise RequestError(400, "stream works with n = 1; ask for several samples without stream")
+    if request.stream and request.beam is not None:
+        raise RequestError(400, "stream does not work with beam: a beam search's text is known only at its end")
     return request
 
 
-def parse_completion_query(query, limits: Limits) -> tuple[Optional[str], str, int, float]:
-    """GET /generate?start_text=...&n=...[&model=...&temperature=...]: torch-rnn-server's query."""
-    unknown = [k for k in query.keys() if k not in ("start_text", "n", "model", "temperature")]
+def parse_suggest(body: Any, limits: Limits) -> SuggestRequest:
+    """Check a decoded POST /api/suggest body: a text to complete, n and unit within the limits."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    unknown = [k for k in body if k not in SUGGEST_FIELDS]
     if unknown:
-        raise RequestError(400, f"unknown parameter {unknown[0]!r}; the parameters are start_text, n, model, temperature")
+        raise RequestError(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(SUGGEST_FIELDS)}")
+    request = SuggestRequest(
+        model=_optional(body.get("model"), str, "model"),
+        text=_string(body.get("text", ""), "text"),
+        n=_ranged(body.get("n", 3), SAMPLES, limits.max_samples),
+        unit=_unit(body.get("unit", "word")),
+    )
+    if not request.text:
+        raise RequestError(400, "text is empty; send the text to complete")
+    check_prime_length(request.text, limits, "text")
+    return request
+
+
+COMPLETION_PARAMETERS = ("start_text", "n", "model", "temperature", "unit")
+
+
+def parse_completion_query(query, limits: Limits) -> tuple[Optional[str], str, int, float, Optional[str]]:
+    """GET /generate?start_text=...&n=...[&model=...&temperature=...&unit=...]: torch-rnn-server's
+    query, and chargen's `unit` (word, phrase or line) asking for suggestions instead of samples."""
+    unknown = [k for k in query.keys() if k not in COMPLETION_PARAMETERS]
+    if unknown:
+        raise RequestError(400, f"unknown parameter {unknown[0]!r}; the parameters are {', '.join(COMPLETION_PARAMETERS)}")
     n = _ranged(_query_number(query.get("n", "3"), "n", int), SAMPLES, limits.max_samples)
     temperature = _ranged(_query_number(query.get("temperature", "0.8"), "temperature", float), TEMPERATURE)
     start_text = query.get("start_text", "")
     check_prime_length(start_text, limits, "start_text")
-    return query.get("model"), start_text, n, temperature
+    unit = None if query.get("unit") is None else _unit(query.get("unit"))
+    if unit is not None and "temperature" in query:
+        raise RequestError(400, "temperature does not apply to suggestions (unit), which are found, not sampled")
+    return query.get("model"), start_text, n, temperature, unit
 
 
 def check_query_size(query_string: bytes, limits: Limits) -> None:
@@ -180,6 +226,12 @@ def _optional(value, kind, name):
 def _string(value, name: str) -> str:
     if not isinstance(value, str):
         raise RequestError(400, f"{name} must be a string")
+    return value
+
+
+def _unit(value) -> str:
+    if value not in UNITS:
+        raise RequestError(400, f"unit must be one of {', '.join(UNITS)}, got {value!r}")
     return value
 
 
