@@ -7,6 +7,7 @@ a downloaded one). Without a browser the tests skip, unless CHARGEN_REQUIRE_BROW
 of the studio there (docs/studio.png is made this way).
 """
 
+import contextlib
 import os
 import threading
 import time
@@ -67,7 +68,13 @@ def live_server(require_browser, session_text_run, session_music_run):
 
 @pytest.fixture
 def browser(live_server, tmp_path):
-    url, _ = live_server
+    with start_chromium(live_server[0], tmp_path) as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def start_chromium(url: str, tmp_path: Path):
+    """Headless Chromium with a fresh profile in tmp_path, on the studio at `url`, once it is ready."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -60,6 +60,7 @@ UNITS = ("word", "phrase", "line")
 MAX_CHARS = {"word": 40, "phrase": 160, "line": 240}  # the longest completion each unit searches for
 BATCH = 8  # prefixes read per model step, as one batch through the fused step
 MAX_PREFIXES = 4096  # prefixes one search may read: its bound in time and memory
+INITIAL_ROOM = 256  # hidden states a search makes room for at first
 WORD_PUNCTUATION = "'’_"  # characters that belong to a word besides letters and digits
 PHRASE_ENDS = ",;:.!?"  # end a phrase and belong to it
 
@@ -151,8 +152,9 @@ class _Search:
         self.content = unit_rules.content.tolist()
         self.max_chars, self.batch, self.capacity = max_chars, batch, max_prefixes + 1
         self.step = FusedStep(model, _expand(hidden, batch), precision.dtype)
-        # The hidden state of every node, (L, capacity, H) per tensor of the step's state; node 0 is the text.
-        self.states = [t.new_zeros(t.shape[0], self.capacity, t.shape[2]) for t in self.step.state]
+        # The hidden state of every node, (L, room, H) per tensor of the step's state, grown as
+        # needed (most searches read a few dozen prefixes); node 0 is the text.
+        self.states = [t.new_empty(t.shape[0], INITIAL_ROOM, t.shape[2]) for t in self.step.state]
         for store, t in zip(self.states, hidden if isinstance(hidden, tuple) else (hidden,)):
             store[:, 0] = t[:, 0]
         self.parent, self.char, self.depth, self.started, self.log_prob = [-1], [-1], [0], [False], [0.0]
@@ -212,6 +214,8 @@ class _Search:
         for live, store in zip(self.step.state, self.states):
             live.copy_(store.index_select(1, index))
         logits = self.step(torch.tensor(chars + chars[:1] * pad, device=index.device))[:rows]
+        while first + rows > self.states[0].shape[1]:  # room for twice as many
+            self.states = [torch.cat([store, torch.empty_like(store)], dim=1) for store in self.states]
         new = torch.arange(first, first + rows, device=index.device)
         for live, store in zip(self.step.state, self.states):
             store.index_copy_(1, new, live[:, :rows])

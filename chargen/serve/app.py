@@ -54,7 +54,7 @@ from chargen.serve.requests import (
 )
 
 STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
-                "style.css": "text/css"}
+                "writer.js": "text/javascript", "style.css": "text/css"}
 
 
 COMPLETION_MODES = ("sample", "word", "phrase", "line")
