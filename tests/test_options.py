@@ -66,6 +66,7 @@ def places(tmp_path_factory) -> dict[str, list[str]]:
         "eval": [str(tmp / "missing-run"), str(tmp / "not-midi.txt")],
         "show": [str(tmp / "not-midi.txt")],
         "serve": [str(tmp / "missing-run")],  # fails loading, before it would listen
+        "suggest": [str(tmp / "missing-run"), "To be"],
     }
 
 

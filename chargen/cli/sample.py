@@ -93,7 +93,7 @@ def sample(checkpoint_path, prime, seed, stop, beam, out, seconds, prime_seconds
     with named_options(SAMPLE_OPTIONS):
         model = api.load(checkpoint_path, device=device, precision=precision)
         tokens = length if "length" in given or model.kind == "text" or seconds is None else MAX_MUSIC_TOKENS
-        _set_threads(model, tokens, num_samples)
+        _set_threads(model, tokens, num_samples if beam is None else beam + (beam > 1))  # a beam: its streams
         if model.kind == "midi":
             for name, value in (("stop", stop), ("beam", beam)):
                 if value is not None:

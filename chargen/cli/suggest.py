@@ -10,7 +10,7 @@ import click
 from chargen.arguments import SAMPLES
 from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 from chargen.errors import ChargenError
-from chargen.sampling.suggest import UNITS
+from chargen.sampling.suggest import BATCH, MAX_CHARS, UNITS
 
 
 @click.command()
@@ -38,6 +38,8 @@ def suggest(arguments, n, unit, as_json, device, precision):
       chargen suggest "ROMEO:" --unit line -n 5
       chargen suggest - --json < draft.txt
     """
+    import torch
+
     from chargen import api
 
     if not arguments:
@@ -51,6 +53,8 @@ def suggest(arguments, n, unit, as_json, device, precision):
         model = api.load(checkpoint_path, device=device, precision=precision)
         if model.kind != "text":
             raise ChargenError(f"{model.file} is a music model; chargen suggest completes text")
+        # The count chargen sample would pick for a search's batch (sampling/threads.py): set once.
+        torch.set_num_threads(model.sampling_threads(len(text) + MAX_CHARS[unit], BATCH))
         found = model.suggest(text, n=n, unit=unit)
     if as_json:
         suggestions = [{"text": s.text, "probability": s.probability} for s in found]
