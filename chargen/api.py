@@ -32,12 +32,12 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from chargen.arguments import BATCH_SIZE, BEAM, DEFAULT_PRIME_SECONDS, LENGTH, SAMPLES, SCORE_BATCH_SIZE
+from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS, SAMPLES, SCORE_BATCH_SIZE
 from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
 from chargen.precision import PRECISIONS, choose_precision
-from chargen.sampling.beam import beam_texts
+from chargen.sampling.beam import beam_config, beam_texts
 from chargen.sampling.draw import DEFAULT_LENGTH, sample_config
 from chargen.sampling.generate import generate_text, read
 from chargen.sampling.suggest import Suggestion, suggest
@@ -205,10 +205,12 @@ class Model:
             return songs[0] if n == 1 else songs
         self._refuse_music_options(seconds=seconds, tempo=tempo, program=program,
                                    include_prime=None if include_prime is True else include_prime)
-        if beam is not None:
-            texts = self._beam_texts(prime, length, stop, n, state, beam,
-                                     dict(temperature=None if temperature == 1.0 else temperature,
-                                          top_k=top_k, top_p=top_p, seed=seed))
+        if beam is not None:  # a search, not sampling: every argument checked before the prime is read
+            search = beam_config(beam, n, DEFAULT_LENGTH if length is None else length, stop,
+                                 temperature=None if temperature == 1.0 else temperature, top_k=top_k, top_p=top_p,
+                                 seed=seed)
+            start = self.prime_state(prime, state)
+            texts = beam_texts(self.network, self.vocab, (start.hidden, start.logits), search, self.precision)
             return texts[0] if n == 1 else texts
         steps = self._text_pieces(prime, length, temperature, top_k, top_p, stop, seed, n, state)  # checks first
         texts = join_pieces(steps, n)
@@ -244,20 +246,6 @@ class Model:
             prime = self._default_prime()
         generator = random_generator(self.device, seed)
         return generate_text(self.network, self.vocab, prime, config, generator, stop=stop or None, start=start)
-
-    def _beam_texts(self, prime, length, stop, n, state, beam, sampling: dict) -> list[str]:
-        """The n best continuations a beam search of width `beam` finds (see generate)."""
-        BEAM.check(beam)
-        SAMPLES.check(n, high=beam)  # the n best beams
-        for name, value in sampling.items():
-            if value is not None:
-                raise ArgumentError(name, "does not apply to beam search, which is deterministic")
-        length = LENGTH.check(DEFAULT_LENGTH if length is None else length)
-        if stop is not None and not isinstance(stop, str):
-            raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
-        start = self.prime_state(prime, state)
-        return beam_texts(self.network, self.vocab, (start.hidden, start.logits), beam, length, n, stop or None,
-                          self.precision)
 
     # -- suggestions ----------------------------------------------------------------------
 

@@ -156,3 +156,12 @@ def test_an_answer_for_a_text_that_has_changed_is_never_shown(page, writing_serv
     drawn = page.execute_script("return window.drawn")
     assert drawn and all(ghost == text for ghost, text in drawn), drawn
     assert _errors(page) == []
+
+
+def test_the_writing_view_fits_a_phone_screen(page):
+    page.set_window_size(390, 844)
+    overflow = page.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
+    for element_id in ("editor", "writer-unit", "view-generate", "view-write"):
+        box = page.find_element("id", element_id).rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"#{element_id} does not fit"

@@ -49,6 +49,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from chargen.arguments import BEAM, LENGTH, SAMPLES
+from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.precision import FP32, Precision
 from chargen.sampling.fused import FusedStep
@@ -187,10 +189,37 @@ def trace(history: list[tuple[torch.Tensor, torch.Tensor]], step: int, beam: int
     return ids[::-1]
 
 
-def beam_texts(model: CharRNN, vocab: Vocab, start: tuple[Hidden, torch.Tensor], width: int, length: int,
-               results: int = 1, stop: Optional[str] = None, precision: Precision = FP32) -> list[str]:
-    """beam_search for text: the `results` best continuations, each without its stop string."""
+
+@dataclass(frozen=True)
+class BeamConfig:
+    """A checked beam search: `width` beams, the `results` best returned, `length` characters at
+    most, each beam ending where it writes `stop`."""
+
+    width: int
+    results: int
+    length: int
+    stop: Optional[str] = None
+
+
+def beam_config(width, results, length, stop=None, **sampling) -> BeamConfig:
+    """A BeamConfig, or an ArgumentError naming the argument that is out of range; `sampling`
+    (temperature, top_k, top_p, seed) must all be None: a search draws nothing."""
+    BEAM.check(width)
+    SAMPLES.check(results, high=width)  # the n best beams
+    for name, value in sampling.items():
+        if value is not None:
+            raise ArgumentError(name, "does not apply to beam search, which is deterministic")
+    LENGTH.check(length)
+    if stop is not None and not isinstance(stop, str):
+        raise ArgumentError("stop", f"must be a str, got {type(stop).__name__}")
+    return BeamConfig(width=width, results=results, length=length, stop=stop or None)
+
+
+def beam_texts(model: CharRNN, vocab: Vocab, start: tuple[Hidden, torch.Tensor], config: BeamConfig,
+               precision: Precision = FP32) -> list[str]:
+    """beam_search for text: the config.results best continuations, each without its stop string."""
+    stop = config.stop
     # A stop string with a character the model never writes can never end a beam.
     stop_ids = vocab.encode(stop).tolist() if stop and not vocab.missing(stop) else None
-    beams = beam_search(model, start, width, length, results=results, stop=stop_ids, precision=precision)
+    beams = beam_search(model, start, config.width, config.length, config.results, stop_ids, precision)
     return [vocab.decode(b.ids[: len(b.ids) - len(stop_ids) if b.finished else None]) for b in beams]
