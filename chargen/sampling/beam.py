@@ -173,21 +173,20 @@ def beam_search(
     finished = {(step, row) for step, row, _ in ended}
     beams, seen = [], set()
     for step, row, log_prob in sorted(found, key=lambda f: -f[2] / (f[0] + 1)):
-        ids = trace(history, step, row)
+        ids = _trace(history, step, row)
         if tuple(ids) not in seen:  # the greedy row may have found what a beam found
             seen.add(tuple(ids))
             beams.append(Beam(ids=ids, log_prob=log_prob, finished=(step, row) in finished))
     return beams[:results]
 
 
-def trace(history: list[tuple[torch.Tensor, torch.Tensor]], step: int, beam: int) -> list[int]:
+def _trace(history: list[tuple[torch.Tensor, torch.Tensor]], step: int, beam: int) -> list[int]:
     """The tokens of the beam that was `beam` at `step`, followed back through its parents."""
     ids = []
     for parents, tokens in reversed(history[: step + 1]):
         ids.append(int(tokens[beam]))
         beam = int(parents[beam])
     return ids[::-1]
-
 
 
 @dataclass(frozen=True)
