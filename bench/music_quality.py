@@ -88,13 +88,13 @@ def long_note_share(files, seconds: float) -> float:
 
 
 def bits_per_note(run: Path, corpus: str, version: int) -> float:
-    """Best validation bits per token times validation tokens per note (a note: one onset token)."""
+    """Best validation bits per token over the validation notes (a note: one onset token), as training reports it."""
+    from chargen.training.run import bits_per_note as per_note
+
     payload = checkpoint.load(run / checkpoint.BEST)
-    val_frac = payload["train_config"]["val_frac"]
-    data = load_corpus([corpus], val_frac=val_frac, vocab=miditokens.midi_vocab(version))
-    tokens = data.vocab.decode(data.val)
-    onsets = sum(t.startswith(("note:", "on:", "drum:")) for t in tokens)
-    return payload["state"]["best_val"] * len(tokens) / onsets
+    config = payload["train_config"]
+    data = load_corpus([corpus], val_frac=config["val_frac"], vocab=miditokens.midi_vocab(version))
+    return per_note(payload["state"]["best_val"], data.val, data.vocab, config["batch_size"])
 
 
 def measure(version: int, args) -> dict:

@@ -95,6 +95,7 @@ class FileScore:
     bits: float  # bits per token (per character, for text)
     tokens: int  # tokens scored
     skipped: list  # (path, reason) for each file of a folder that could not be read
+    bits_per_note: Optional[float] = None  # music: the same bits over the notes scored (note:, on:, drum:)
 
 
 class Model:
@@ -177,10 +178,12 @@ class Model:
         has read, after reading `prime` onto it.
 
         A music model returns mido.MidiFile objects. `prime` is then a MIDI file
-        to continue (its first `prime_seconds`; the file returned holds the prime
-        and the new music; with include_prime=False only the new music, from where
-        the prime ends), `seconds` ends a sample once it holds that much new
-        music, `length` ends it after that many events, whichever comes first
+        to continue, a path or the file's bytes (its first `prime_seconds`; the
+        file returned holds the prime and the new music; with include_prime=False
+        only the new music, from where the prime ends), `seconds` ends a sample
+        once it holds that much new music (the last note starts within it; notes
+        still sounding stop a quarter second later), `length` ends it after that
+        many events, whichever comes first
         (without `seconds` the default length is 1000 events), and `tempo` (BPM)
         and `program` (General MIDI) rewrite the file's tempo and instruments.
 
@@ -326,8 +329,11 @@ class Model:
             raise ArgumentError("file", f"{path} was read with a vocabulary other than the model's")
         if len(corpus.train) < 2:
             raise ArgumentError("file", f"{path} is too short to score: it needs at least 2 tokens")
+        from chargen.training.run import bits_per_note
+
         bits = self.score_ids(corpus.train, batch_size)
-        return FileScore(bits=bits, tokens=len(corpus.train), skipped=list(corpus.skipped))
+        return FileScore(bits=bits, tokens=len(corpus.train), skipped=list(corpus.skipped),
+                         bits_per_note=bits_per_note(bits, corpus.train, self.vocab, batch_size))
 
     # -- facts -----------------------------------------------------------------------------
 

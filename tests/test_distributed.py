@@ -192,6 +192,32 @@ def test_two_processes_take_the_same_steps_as_one(two_process_run):
     assert two["state"]["rng"].shape[0] == 2  # one generator state per rank
 
 
+MIDI_DIR = REPO / "tests" / "data" / "midi"
+SONGS = [str(MIDI_DIR / n) for n in ("folk_english1.mid", "tiny_c_major_scale.mid", "tiny_2tracks_type1.mid")]
+MUSIC_STEPS = 8  # 6 windows an epoch: epoch 1 trains on new draws
+
+
+@pytest.mark.slow
+def test_two_processes_of_an_augmented_music_run_take_the_same_steps_as_one(tmp_path):
+    """Every rank rewrites the corpus with the same draws and takes its own rows of it."""
+    result = _torchrun(["train", *SONGS, *_options(MUSIC_STEPS), "--augment", "transpose", "--out", str(tmp_path / "two")],
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = checkpoint.load(tmp_path / "two" / checkpoint.LAST)
+    assert two["state"]["augment"]["epoch"] == 1
+
+    def here(augment: str) -> dict:
+        config = TrainConfig(steps=MUSIC_STEPS, **LAYOUT, augment=augment)
+        run = runs.new_run(SONGS, dict(MODEL), config, out=str(tmp_path / augment), device="cpu")
+        runs.execute(run)
+        return checkpoint.load(tmp_path / augment / checkpoint.LAST)["model_state"]
+
+    one, plain = here("transpose"), here("none")
+    for name, weight in one.items():
+        assert torch.allclose(weight, two["model_state"][name], atol=1e-5), name
+    assert not torch.allclose(plain["head.weight"], two["model_state"]["head.weight"], atol=1e-5)
+
+
 def _copy_run(run_dir, destination):
     """A copy of a finished run's last checkpoint and metrics, to resume without touching the original."""
     destination.mkdir()

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from chargen.cli import cli
 from chargen.model import CharRNN, ModelConfig
+from chargen.music import grid
 from chargen.music import midifile as midi
 from chargen.music import vocabulary as miditokens
 from chargen.training import checkpoint
@@ -123,3 +124,106 @@ def test_tokens_after_the_prime_keep_its_state_but_not_its_notes(version):
     full, full_tempos, _ = miditokens.tokens_to_notes(prime, version)
     assert {n.velocity for n in notes} == {[n for n in full if n.start == max(m.start for m in full)][0].velocity}
     assert tempos[0][0] == 0 and tempos[0][1] == full_tempos[-1][1]
+
+
+# -- --seconds is the length of the new music -------------------------------------------------
+
+LONG_PITCHES = (31, 38)  # no prime piece here plays these
+
+
+@pytest.fixture
+def long_notes_model(tmp_path):
+    """A model that plays notes of 4 beats (dur:96) or more (runs of dur:96 add up), about two
+    a beat, and changes tempo now and then: most samples have notes sounding when they end."""
+    vocab = miditokens.midi_vocab()
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), num_layers=1, hidden_size=8, embed_dim=6))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for token, bias in (("dur:96", 30.0), (f"note:{LONG_PITCHES[0]}", 30.0), (f"note:{LONG_PITCHES[1]}", 30.0),
+                            ("shift:24", 30.0), ("shift:48", 29.0), ("tempo:90", 27.0), ("tempo:152", 27.0)):
+            model.head.bias[vocab.index[token]] = bias
+    run = tmp_path / "long"
+    run.mkdir()
+    checkpoint.save({"model_config": model.config.to_dict(), "vocab": vocab.to_dict(),
+                     "model_state": model.state_dict(), "state": {}, "train_config": {}}, run / "best.pt")
+    return run
+
+
+TICK = 1e-3  # MIDI stores a tempo in whole microseconds per beat: times read back drift by microseconds
+# The limit and the release are whole steps: up to a step later than the seconds they round.
+STEP = 60 / (90 * grid.STEPS_PER_BEAT) + TICK  # a step at the slowest tempo the model plays
+
+
+@pytest.mark.parametrize("seconds", [3, 7.5])
+def test_seconds_is_the_length_of_the_music_the_last_note_starts_within_it(long_notes_model, tmp_path, seconds):
+    """The issue's case: asked for 3 s, a model of long notes wrote 9.7-21.7 s. Now no note
+    starts after the limit, and notes still sounding there end RELEASE_SECONDS later."""
+    ends = []
+    for seed in range(1, 6):
+        out = tmp_path / f"s{seed}.mid"
+        result = sample(long_notes_model, "--seconds", seconds, "--seed", seed, "--out", out)
+        assert result.exit_code == 0, result.output
+        notes = midi.piano_roll(midi.read_midi(out))
+        assert {n.pitch for n in notes} <= set(LONG_PITCHES) and len(notes) >= 2
+        assert max(n.start_s for n in notes) < seconds
+        length = midi.read_midi(out).length
+        assert length <= seconds + grid.RELEASE_SECONDS + STEP
+        ends.append(length >= seconds + grid.RELEASE_SECONDS - TICK)
+    assert sum(ends) >= 3, ends  # most samples had notes sounding at the limit, and those were cut
+
+
+def test_a_sample_cut_at_seconds_plays_the_uncut_notes_up_to_the_limit_plus_the_release(long_notes_model):
+    """The cut file against the same tokens decoded whole: the same notes where they start
+    before the limit, each ending at the latest RELEASE_SECONDS after it."""
+    import chargen
+    from chargen.sampling.draw import SampleConfig
+    from chargen.sampling.generate import generate_music
+
+    model = chargen.load(long_notes_model)
+    seconds, cut = 4.0, 0
+    for seed in range(1, 21):
+        tokens = generate_music(model.network, model.vocab, [grid.PIECE_TOKEN], SampleConfig(length=10_000),
+                                torch.Generator().manual_seed(seed), seconds=seconds)[0]
+        # The shift that reached the limit was shortened to end on it (to the next whole step).
+        assert miditokens.tokens_duration(tokens[:-1]) < seconds
+        assert miditokens.tokens_duration(tokens) == pytest.approx(seconds, abs=STEP)
+        whole = midi.piano_roll(midi.decode_tokens(tokens))
+        expected = sorted((n.start_s, min(n.end_s, seconds + grid.RELEASE_SECONDS), n.pitch) for n in whole
+                          if n.start_s < seconds)
+        got = sorted((n.start_s, n.end_s, n.pitch) for n in midi.piano_roll(midi.decode_tokens(tokens, seconds=seconds)))
+        assert [g[2] for g in got] == [e[2] for e in expected]
+        assert [g[0] for g in got] == pytest.approx([e[0] for e in expected], abs=TICK)
+        assert [g[1] for g in got] == pytest.approx([e[1] for e in expected], abs=STEP)
+        cut += any(n.end_s > seconds + grid.RELEASE_SECONDS + TICK for n in whole)
+    assert cut >= 10
+
+
+@pytest.mark.parametrize("omit", [False, True])
+def test_seconds_after_a_prime_counts_the_new_music_only(long_notes_model, omit):
+    import chargen
+
+    model = chargen.load(long_notes_model)
+    prime_end = miditokens.tokens_duration(midi.read_prime(PRIME, 4.0))
+    assert 3.5 < prime_end <= 4.0
+    start = 0.0 if omit else prime_end
+    lengths = []
+    for seed in (1, 2, 3, 4):
+        song = model.generate(PRIME, seconds=5, prime_seconds=4, seed=seed, include_prime=not omit)
+        notes = midi.piano_roll(song)
+        new = [n for n in notes if n.pitch in LONG_PITCHES]
+        assert new and start - TICK <= min(n.start_s for n in new) and max(n.start_s for n in new) < start + 5
+        assert song.length <= start + 5 + grid.RELEASE_SECONDS + STEP
+        lengths.append(song.length)
+        assert omit == all(n.pitch in LONG_PITCHES for n in notes)
+    assert max(lengths) == pytest.approx(start + 5 + grid.RELEASE_SECONDS, abs=STEP)
+
+
+def test_a_time_limit_shortens_the_shift_that_reaches_it():
+    limit = miditokens.TimeLimit(1.0)  # 120 BPM: 48 steps a second
+    assert limit.take("note:60") == ("note:60", False)
+    assert limit.take("shift:24") == ("shift:24", False)
+    assert limit.take("tempo:60") == ("tempo:60", False)  # now 24 steps a second: 0.5 s left
+    assert limit.take("shift:96") == ("shift:12", True)
+    assert grid.step_after_seconds([(0, 120), (24, 60)], 0, 1.0) == 36
+    assert grid.step_after_seconds([(0, 120), (24, 60)], 30, 0.25) == 36

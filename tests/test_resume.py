@@ -407,6 +407,58 @@ def test_resume_from_the_step_0_checkpoint_is_exact(tmp_path):
     assert_same_parameters(model_state(tmp_path / "a"), model_state(tmp_path / "b"))
 
 
+MIDI_DIR = REPO / "tests" / "data" / "midi"
+SONGS = [str(MIDI_DIR / n) for n in ("folk_english1.mid", "tiny_c_major_scale.mid", "tiny_2tracks_type1.mid")]
+
+
+def _stop_and_resume(tmp_path, corpus, config, stop_at: int, name: str, tamper=None):
+    """Train `config` straight through in tmp_path/NAME-a; in NAME-b stop at step `stop_at`,
+    let `tamper` rewrite the checkpoint, resume; return both last checkpoints."""
+    whole = runs.new_run(corpus, dict(MODEL), config(), out=str(tmp_path / f"{name}-a"), device="cpu")
+    runs.execute(whole)
+    part = runs.new_run(corpus, dict(MODEL), config(), out=str(tmp_path / f"{name}-b"), device="cpu")
+    calls = iter(range(1, 10_000))
+    runs.execute(part, should_stop=lambda: next(calls) == stop_at)
+    if tamper is not None:
+        last = tmp_path / f"{name}-b" / checkpoint.LAST
+        checkpoint.save(tamper(checkpoint.load(last)), last)
+    torch.manual_seed(4321)
+    runs.execute(resumes.resume_run(str(tmp_path / f"{name}-b"), {}, device="cpu"))
+    return checkpoint.load(tmp_path / f"{name}-a" / "last.pt"), checkpoint.load(tmp_path / f"{name}-b" / "last.pt")
+
+
+@pytest.mark.parametrize("augment", ["transpose", "transpose+tempo"])
+def test_an_augmented_music_run_resumes_bitwise_exact(tmp_path, augment):
+    """Stopped mid-epoch after an epoch boundary (the draws of epoch 1 in the checkpoint),
+    resumed: the same parameters as a run that never stopped, and not those of a plain run."""
+    def config(augment=augment):  # 6 windows an epoch: 20 steps cross three epoch boundaries
+        return TrainConfig(steps=20, eval_every=7, **TINY_LAYOUT, warmup=5, augment=augment)
+
+    a, b = _stop_and_resume(tmp_path, SONGS, config, stop_at=9, name="aug")
+    assert a["train_config"]["augment"] == augment and a["state"]["augment"]["epoch"] == 3
+    assert_same_parameters(a["model_state"], b["model_state"])
+    assert a["state"]["history"] == b["state"]["history"]
+    plain = runs.new_run(SONGS, dict(MODEL), config("none"), out=str(tmp_path / "plain"), device="cpu")
+    runs.execute(plain)
+    assert not torch.equal(a["model_state"]["head.weight"], plain.model.state_dict()["head.weight"])
+
+
+def test_a_music_checkpoint_from_before_augmentation_resumes_as_it_trained(tmp_path):
+    """A version 3 checkpoint without augmentation settings or draws (chargen before --augment)
+    resumes without augmentation, exactly as its run would have gone on."""
+    def config():
+        return TrainConfig(steps=16, eval_every=5, **TINY_LAYOUT, augment="none")
+
+    def older(payload):
+        del payload["train_config"]["augment"]
+        del payload["state"]["augment"]
+        return payload
+
+    a, b = _stop_and_resume(tmp_path, SONGS, config, stop_at=8, name="old", tamper=older)
+    assert b["train_config"]["augment"] == "none"
+    assert_same_parameters(a["model_state"], b["model_state"])
+
+
 @pytest.mark.slow
 def test_a_run_being_trained_cannot_be_resumed_or_overwritten_by_another_process(tmp_path):
     proc, run = start_long_run(tmp_path)

@@ -67,7 +67,8 @@ def events(body: str) -> list[tuple[str, dict]]:
 
 def test_models_lists_each_model_with_its_facts_and_curves(client, served, session_text_run):
     answer = client.get("/api/models").json()
-    assert answer["limits"] == {"max_length": 500, "max_samples": 4, "max_prime_chars": Limits().max_prime_chars}
+    assert answer["limits"] == {"max_length": 500, "max_samples": 4, "max_prime_chars": Limits().max_prime_chars,
+                                "max_seconds": 120.0}
     models = answer["models"]
     assert [m["name"] for m in models] == [s.name for s in served]
     text, music = models
@@ -122,6 +123,107 @@ def test_music_answers_with_playable_midi_its_duration_notes_and_roll(client, se
         assert sample["seconds"] == pytest.approx(song.length, abs=1e-3)
         start, end, pitch, velocity, program, is_drum = sample["roll"][0]
         assert 0 <= start <= end and 0 <= pitch <= 127 and isinstance(is_drum, bool)
+
+
+# -- continuing a MIDI file sent in the request ----------------------------------------------
+
+PRIME_FILE = ROOT / "tests" / "data" / "midi" / "bach_chorale_bwv113_8.mid"  # 3.3 KB: 4.5 KB in base64
+
+
+def music_model(served):
+    return next(s for s in served if s.model.kind == "midi")
+
+
+def encoded(path_or_bytes) -> str:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+def first_notes(mid: mido.MidiFile, count: int) -> list[tuple[float, int]]:
+    """(onset in seconds, pitch) of a file's first notes, read with mido alone (not chargen's reader)."""
+    onsets, now = [], 0.0
+    for msg in mid:  # iterating a MidiFile merges the tracks and gives delta times in seconds
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            onsets.append((round(now, 2), msg.note))
+    return sorted(onsets)[:count]
+
+
+def test_music_continues_a_midi_file_sent_in_base64_and_keeps_it_off_the_disk(served, monkeypatch):
+    """The written piece begins with the prime's notes (as mido reads the file) and ends within
+    `seconds` of new music; the upload is read in memory: nothing is opened for writing."""
+    from chargen.music import midifile
+
+    music = music_model(served)
+    app = server.create_app(served, Limits(max_request_bytes=16_384))
+    opened = []
+    real_open = open
+
+    def watching_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            opened.append(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", watching_open)
+    monkeypatch.setattr(midifile, "read_midi", lambda path: pytest.fail(f"read a MIDI file from disk: {path}"))
+    body = {"model": music.name, "prime_midi": encoded(PRIME_FILE), "prime_seconds": 4, "seconds": 3, "seed": 5}
+    answer = TestClient(app).post("/api/generate", json=body).json()
+    assert not opened
+    monkeypatch.undo()
+    assert answer["kind"] == "midi" and 3.5 < answer["prime_end"] <= 4.0
+    song = mido.MidiFile(file=io.BytesIO(base64.b64decode(answer["samples"][0]["midi"])))
+    prime = mido.MidiFile(PRIME_FILE)
+    in_prime = sum(1 for onset, _ in first_notes(prime, 1000) if onset < answer["prime_end"] - 0.01)
+    assert in_prime > 10
+    written = first_notes(song, in_prime)
+    # Same notes, same order; times within the tempo bins' rounding (under 2%).
+    assert [p for _, p in written] == [p for _, p in first_notes(prime, in_prime)]
+    assert [t for t, _ in written] == pytest.approx([t for t, _ in first_notes(prime, in_prime)], rel=0.02, abs=0.02)
+    assert answer["samples"][0]["seconds"] <= answer["prime_end"] + 3 + 0.25 + 0.05
+    # The same request through the Python API, with the file's path: the same piece.
+    again = music.model.generate(str(PRIME_FILE), prime_seconds=4, seconds=3, seed=5)
+    buffer = io.BytesIO()
+    again.save(file=buffer)
+    assert base64.b64decode(answer["samples"][0]["midi"]) == buffer.getvalue()
+
+
+def test_length_0_returns_the_prime_as_the_model_hears_it(client, served):
+    music = music_model(served)
+    scale = ROOT / "tests" / "data" / "midi" / "tiny_c_major_scale.mid"
+    answer = client.post("/api/generate", json={"model": music.name, "prime_midi": encoded(scale), "length": 0}).json()
+    roll = answer["samples"][0]["roll"]
+    assert [note[2] for note in roll] == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert answer["prime_end"] == pytest.approx(3.5)  # the last onset: the scale's 8 quarter notes at 120 BPM
+
+
+@pytest.mark.parametrize("prime_midi, words", [
+    ("not base64!", "prime_midi is not base64"),
+    (encoded(b"just some text, not music"), "prime_midi: not a midi file (no MThd header)"),
+    (encoded(PRIME_FILE.read_bytes()[:600]), "prime_midi: corrupt or truncated midi file"),
+    (encoded(b""), "prime_midi: empty file"),
+    (12, "prime_midi must be a string: a MIDI file in base64"),
+])
+def test_bad_midi_primes_are_a_400_naming_the_problem(client, served, prime_midi, words):
+    response = client.post("/api/generate", json={"model": music_model(served).name, "prime_midi": prime_midi})
+    assert response.status_code == 400 and words in response.json()["error"], response.json()
+
+
+def test_a_midi_file_without_notes_is_refused_and_a_text_model_takes_none(client, served):
+    silent = mido.MidiFile()
+    silent.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000)]))
+    buffer = io.BytesIO()
+    silent.save(file=buffer)
+    response = client.post("/api/generate", json={"model": music_model(served).name,
+                                                   "prime_midi": encoded(buffer.getvalue())})
+    assert response.status_code == 400 and response.json()["error"] == "prime_midi: no notes"
+    for field in ({"prime_midi": encoded(buffer.getvalue())}, {"prime_seconds": 3}):
+        response = client.post("/api/generate", json={"model": text_model(served).name, **field})
+        assert response.status_code == 400 and "is for music models" in response.json()["error"]
+
+
+def test_a_midi_prime_counts_against_the_request_size_limit(client, served):
+    response = client.post("/api/generate", json={"model": music_model(served).name, "prime_midi": encoded(PRIME_FILE)})
+    assert response.status_code == 413 and "limit is 4,096" in response.json()["error"]
 
 
 # -- hidden-state reuse ---------------------------------------------------------------------
@@ -236,7 +338,7 @@ def test_bad_generate_requests_get_a_4xx_naming_the_problem(client, body, status
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"prime": "First"}, "takes no prime over HTTP"),
+    ({"prime": "First"}, "continues a MIDI file: send it in base64 as prime_midi"),
     ({"stream": True}, "stream is for text models"),
     ({"seconds": 0}, "seconds must be a number in (0, 120]"),
 ])

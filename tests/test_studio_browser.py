@@ -212,6 +212,159 @@ def test_music_piano_roll_play_and_download(browser, live_server, session_music_
     assert _errors(browser) == []
 
 
+BACH = Path(__file__).resolve().parent.parent / "data" / "bach" / "bach_bwv1_6.mid"  # shipped with chargen
+
+
+def _mido_notes(data: bytes) -> list[tuple[float, int]]:
+    """(onset in seconds, pitch) of every note of a MIDI file, read with mido alone, in order."""
+    import io
+
+    import mido
+
+    onsets, now = [], 0.0
+    for msg in mido.MidiFile(file=io.BytesIO(data)):  # merged tracks, delta times in seconds
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            onsets.append((now, msg.note))
+    return sorted(onsets)
+
+
+def _same_start(piece, prime, count):
+    """The first `count` notes of `piece` are those of `prime`: pitches in order, onsets within
+    the rounding of tempo bins (under 2%)."""
+    assert len(piece) >= count and len(prime) >= count
+    assert [p for _, p in piece[:count]] == [p for _, p in prime[:count]]
+    for (a, _), (b, _) in zip(piece[:count], prime[:count]):
+        assert abs(a - b) <= 0.02 + 0.02 * b, (a, b)
+
+
+def _piece_bytes(driver) -> bytes:
+    import base64
+
+    return base64.b64decode(driver.execute_script("return studio.piece.midi"))
+
+
+def _colour_pixels(driver, canvas_id: str, rgb: tuple[int, int, int]) -> int:
+    return driver.execute_script("""
+        const c = document.getElementById(arguments[0]), [r, g, b] = arguments[1];
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) n++;
+        return n;""", canvas_id, list(rgb))
+
+
+def test_music_continues_a_bach_prime_plays_and_downloads(browser, live_server, session_music_run):
+    """The studio's whole music path: a Bach chorale picked as the prime is drawn in the prime's
+    colour; Generate writes a piece that begins with the chorale's notes (as mido reads the file)
+    and goes on; Continue writes one that begins with that whole piece; Play moves the play-head
+    and sounds; Download gives the very file."""
+    from selenium.webdriver.support.ui import Select
+
+    # A barely trained model may end a piece at once: take a seed whose continuation adds notes.
+    model = chargen.load(session_music_run)
+    prime_notes = len(midi_roll(model.generate(BACH.read_bytes(), length=0, prime_seconds=5)))
+    seed = next(s for s in range(50) if len(midi_roll(model.generate(
+        BACH.read_bytes(), prime_seconds=5, seconds=4, length=2000, temperature=0.8, seed=s))) > prime_notes + 3)
+    Select(browser.find_element("id", "model")).select_by_value(live_server[1]["midi"].name)
+    assert browser.execute_script("return [pitchName(60), pitchName(69), pitchName(21)]") == ["C4", "A4", "A0"]
+    _set(browser, "prime-seconds", 5)
+    _set(browser, "seconds", 4)
+    _set(browser, "seed", seed)
+    browser.find_element("id", "prime-file").send_keys(str(BACH))
+    roll = browser.find_element("id", "roll")
+    _wait(lambda: browser.find_element("id", "prime-drop").get_attribute("data-prime") == "yes"
+          or _status(browser) == "error", "the prime to be read")
+    assert _status(browser) == "ready", browser.find_element("id", "status").text
+    assert roll.get_attribute("data-notes") == roll.get_attribute("data-prime-notes") == str(prime_notes)
+    assert _colour_pixels(browser, "roll", (0xA8, 0x9F, 0x8D)) > 100, "the prime is not drawn in its colour"
+
+    browser.find_element("id", "generate").click()
+    _wait(lambda: _status(browser) in ("done", "error"), "the piece")
+    assert _status(browser) == "done", browser.find_element("id", "status").text
+    written = _mido_notes(_piece_bytes(browser))
+    prime_end = browser.execute_script("return music.primeEnd")
+    # The prime ends with its last onset: its notes start before prime_end, or on it (the last chord).
+    chorale = _mido_notes(BACH.read_bytes())
+    in_prime = sum(1 for onset, _ in chorale if onset < prime_end - 0.01)
+    assert sum(1 for onset, _ in chorale if onset <= prime_end * 1.02 + 0.02) == prime_notes > in_prime > 10
+    _same_start(written, _mido_notes(BACH.read_bytes()), in_prime)
+    assert len(written) > in_prime and max(t for t, _ in written) < prime_end + 4
+    assert int(roll.get_attribute("data-notes")) == len(written)
+    assert int(roll.get_attribute("data-prime-notes")) >= prime_notes  # new notes on the prime's last onset count too
+    assert _colour_pixels(browser, "roll", (0xA8, 0x9F, 0x8D)) > 100
+    assert _painted_pixels(browser, "roll") > _colour_pixels(browser, "roll", (0xA8, 0x9F, 0x8D)) + 100
+
+    continue_button = browser.find_element("id", "continue")
+    assert continue_button.is_enabled()
+    continue_button.click()
+    _wait(lambda: _status(browser) in ("done", "error") and browser.find_element("id", "generate").is_enabled(),
+          "the continuation")
+    assert _status(browser) == "done", browser.find_element("id", "status").text
+    longer = _mido_notes(_piece_bytes(browser))
+    # Continue's prime is the whole piece: it comes back note for note, and the model may add
+    # notes to its last chord (same onset) before it moves on.
+    last = written[-1][0]
+    before = sum(1 for onset, _ in written if onset < last - 0.01)
+    _same_start(longer, written, before)
+    last_chord = sorted(p for t, p in written if t >= last - 0.01)
+    now_there = [p for t, p in longer if abs(t - last) < 0.01 + 0.02 * last]
+    assert all(now_there.count(p) >= last_chord.count(p) for p in last_chord), (last_chord, now_there)
+    assert len(longer) > len(written)
+    assert int(roll.get_attribute("data-prime-notes")) < len(written)  # the dropped file keeps its colour
+
+    play = browser.find_element("id", "play")
+    play.click()
+    assert play.get_attribute("data-playing") == "yes"
+    _wait(lambda: studio_playhead(browser) > 0.3, "the play-head to move")
+    level = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1], started = performance.now();
+        const buffer = new Float32Array(2048);
+        let peak = 0;
+        (function listen() {
+            if (!studio.player) { done(peak); return; }
+            studio.player.analyser.getFloatTimeDomainData(buffer);
+            for (const x of buffer) peak = Math.max(peak, Math.abs(x));
+            if (peak > 0.01 || performance.now() - started > 20000) done(peak);
+            else setTimeout(listen, 50);
+        })();""")
+    assert level > 0.01, f"playback is silent (peak {level})"
+    screenshot = os.environ.get("CHARGEN_STUDIO_SCREENSHOT")  # docs/studio.png -> docs/studio-music.png
+    if screenshot:
+        browser.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "-music.png")))
+    play.click()
+    _wait(lambda: play.get_attribute("data-playing") == "done", "the player to stop")
+
+    downloaded = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(document.getElementById('download').href).then((r) => r.arrayBuffer()).then(
+            (b) => done(Array.from(new Uint8Array(b))), (e) => done(String(e)));""")
+    assert bytes(downloaded) == _piece_bytes(browser)
+    assert _errors(browser) == []
+
+
+def test_a_file_that_is_not_midi_is_refused_in_words(browser, live_server, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "model")).select_by_value(live_server[1]["midi"].name)
+    fake = tmp_path / "notes.mid"
+    fake.write_text("these are not notes")
+    browser.find_element("id", "prime-file").send_keys(str(fake))
+    _wait(lambda: _status(browser) == "error", "the refusal")
+    assert "prime_midi: not a midi file" in browser.find_element("id", "status").text
+    assert browser.find_element("id", "prime-drop").get_attribute("data-prime") == "no"
+
+
+def midi_roll(song):
+    from chargen.music import midifile
+
+    return midifile.piano_roll(song)
+
+
+def studio_playhead(driver) -> float:
+    value = driver.find_element("id", "roll").get_attribute("data-playhead")
+    return float(value) if value else -1.0
+
+
 def test_the_studio_fits_a_phone_screen(browser):
     browser.set_window_size(390, 844)
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")

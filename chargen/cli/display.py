@@ -221,6 +221,7 @@ class TrainingReporter:
 
         self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
         self.last_val: Optional[float] = None
+        self.last_val_per_note: Optional[float] = None  # music runs
         self.tokens_per_s = 0.0
         self.windows = 1  # windows per epoch, known from the first event
         self.unit = "char" if run.corpus.kind == "text" else "token"
@@ -229,7 +230,7 @@ class TrainingReporter:
         s = self.run.state
         self.windows = info.get("windows", self.windows)
         if event == "eval":  # before the line is drawn, so it never shows the previous figure
-            self.last_val = info["val_bits"]
+            self.last_val, self.last_val_per_note = info["val_bits"], info.get("val_bits_per_note")
         if event in ("step", "eval"):
             self.tokens_per_s = info["tokens_per_s"]
             epoch = s.epoch + s.window / info["windows"]
@@ -241,9 +242,10 @@ class TrainingReporter:
             self.progress.update(self.task, completed=min(done, 1.0) * 1000, fields=fields)
         if event == "eval":
             best = " [green]best[/]" if info["is_best"] else ""
+            per_note = "" if self.last_val_per_note is None else f" ({self.last_val_per_note:.3f} bits/note)"
             self.progress.console.print(
                 f"step {s.step:>6}  train {info['train_bits']:.4f}  "
-                f"val {format_bits(info['val_bits'])} bits/{self.unit}  "
+                f"val {format_bits(info['val_bits'])} bits/{self.unit}{per_note}  "
                 f"{self.tokens_per_s:,.0f} tok/s{best}"
             )
 

@@ -18,7 +18,7 @@ from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 @click.option("--batch-size", type=ranged(BATCH_SIZE), default=SCORE_BATCH_SIZE, show_default=True, help="Parallel streams.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
 def eval_command(checkpoint_path, file, batch_size, precision):
-    """Print the bits per character (per token, for music) of FILE under a model.
+    """Print the bits per character (per token, and per note, for music) of FILE under a model.
 
     \b
     Example:
@@ -34,6 +34,8 @@ def eval_command(checkpoint_path, file, batch_size, precision):
     unit = "character" if model.kind == "text" else "token"
     err.print(f"{score.tokens:,} tokens, precision {model.precision.name} ({escape(model.precision.reason)})")
     click.echo(f"{score.bits:.4f} bits per {unit}")
+    if score.bits_per_note is not None:  # music: comparable across vocabularies
+        click.echo(f"{score.bits_per_note:.4f} bits per note")
 
 
 @click.command()
@@ -77,7 +79,8 @@ def info(checkpoint_path, as_json):
     train_cfg = facts["train"]
     if train_cfg:
         rows.append(("training", f"batch {train_cfg.get('batch_size')} x {train_cfg.get('seq_len')}, "
-                                 f"lr {train_cfg.get('lr')}, clip {train_cfg.get('clip')}, seed {train_cfg.get('seed')}"))
+                                 f"lr {train_cfg.get('lr')}, clip {train_cfg.get('clip')}, seed {train_cfg.get('seed')}"
+                                 + (f", augment {train_cfg.get('augment', 'none')}" if vocab.kind == "midi" else "")))
     if vocab.kind == "text":
         rows.append(("characters", escape(repr("".join(vocab.tokens))[1:-1][:200])))
     else:

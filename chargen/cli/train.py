@@ -20,6 +20,7 @@ from chargen.cli.options import (
     named_options,
     whole,
 )
+from chargen.data.augment import AUGMENTS, MAX_TRANSPOSE
 from chargen.model import ModelConfig
 from chargen.training.launch import OPTIONS
 from chargen.training.loop import TrainConfig
@@ -49,6 +50,8 @@ from chargen.training.loop import TrainConfig
 @click.option("--seed", type=whole(0), default=default_of(TrainConfig, "seed"), show_default=True, help="Random seed.")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "encoding_errors"), show_default=True, help="Invalid UTF-8 in text: an error, or replace each bad byte with U+FFFD.")
 @click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default=default_of(TrainConfig, "line_endings"), show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
+@click.option("--augment", type=click.Choice(AUGMENTS), default=default_of(TrainConfig, "augment"), show_default=True, help="Music: each training piece in a new key (transpose) or tempo (tempo) every epoch, or both; auto: the measured default (none).")
+@click.option("--transpose", type=whole(0, MAX_TRANSPOSE), default=default_of(TrainConfig, "transpose"), show_default=True, help="With --augment: semitones a piece may move either way.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=default_of(TrainConfig, "precision"), show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
@@ -164,7 +167,8 @@ def _print_summary(run, reporter: display.TrainingReporter, single_process_rate:
         rows.append(("scaling efficiency", "give --single-process-rate TOKENS/S to compare" if efficiency is None else
                      f"{efficiency:.0%} of {run.world.size} x {single_process_rate:,.0f} tokens/s (the single-process rate given)"))
     rows += [
-        ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"),
+        ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"
+                      + ("" if reporter.last_val_per_note is None else f", {reporter.last_val_per_note:.4f} bits/note")),
         ("best val", f"{display.format_bits(s.best_val)} bits/{reporter.unit}"),
         ("run", str(run.directory)),
         ("sample", f"chargen sample {run.directory}"),

@@ -13,6 +13,7 @@ their tokens on what this module defines. No mido here, and no vocabulary.
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Callable, Iterable, NamedTuple, Optional
 
 from chargen.errors import MidiError
@@ -28,6 +29,7 @@ MAX_COPIES = 6  # copies of one pitch one instrument sounds at once (unisons); o
 VELOCITY_BIN_WIDTH = 4  # 32 bins over 1..127; a bin decodes to its top value - 1
 DEFAULT_VELOCITY = 63
 DEFAULT_BPM = 120  # the MIDI default tempo (500000 microseconds per beat)
+RELEASE_SECONDS = 0.25  # a piece cut at --seconds lets its sounding notes ring this much longer
 PIECE_TOKEN = "<piece>"
 # Tempo bins in BPM: 1 BPM apart up to 60, then 2, 4 and 8: every bin is within ~1.7%.
 TEMPO_BPMS = (
@@ -269,3 +271,34 @@ def first_piece(tokens: Iterable[str], known: frozenset[str]) -> Iterable[tuple[
         started = True
         kind, _, value = token.partition(":")
         yield kind, int(value)
+
+
+# -- a length in seconds ---------------------------------------------------------------
+
+
+def step_after_seconds(tempos: list[tuple[int, float]], start: int, seconds: float) -> int:
+    """The first whole step at or after `seconds` past step `start`, under (step, bpm) tempo changes."""
+    changes = sorted(dict(tempos).items())  # of two changes at one step, the later holds
+    bpm = DEFAULT_BPM
+    for step, value in changes:
+        if step <= start:
+            bpm = value
+    now, left = start, seconds
+    for step, value in changes:
+        if step <= now:
+            continue
+        span = (step - now) * seconds_per_step(bpm)
+        if span >= left - 1e-9:
+            break
+        now, left, bpm = step, left - span, value
+    return now + math.ceil(left / seconds_per_step(bpm) - 1e-9)
+
+
+def end_notes_at(notes: list[TimedNote], tempos: list[tuple[int, float]], limit: int) -> list[TimedNote]:
+    """The notes struck before step `limit`, each sounding at most RELEASE_SECONDS past it."""
+    bpm = DEFAULT_BPM
+    for step, value in sorted(tempos, key=lambda change: change[0]):
+        if step <= limit:
+            bpm = value
+    release = max(1, round(RELEASE_SECONDS / seconds_per_step(bpm)))
+    return [n._replace(end=min(n.end, limit + release)) for n in notes if n.start < limit]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import mido
 
@@ -31,7 +31,9 @@ from chargen.music.grid import (
     STEPS_PER_BEAT,
     TimedNote,
     beats2seconds,
+    end_notes_at,
     plan_notes,
+    step_after_seconds,
 )
 from chargen.music.vocabulary import (
     MIDI_VOCAB_VERSION,
@@ -93,17 +95,23 @@ def read_midi(path) -> mido.MidiFile:
             data = head + f.read(MAX_MIDI_BYTES + 1 - len(head))
     except OSError as e:
         raise MidiError(f"{path}: cannot read file: {e.strerror or e}") from e
+    return parse_midi(data, str(path))
+
+
+def parse_midi(data: bytes, name: str) -> mido.MidiFile:
+    """Parse the bytes of a MIDI file held in memory (a server's upload: never written to disk);
+    MidiError whose message starts with `name` if they are not a readable MIDI file."""
     if len(data) > MAX_MIDI_BYTES:
-        raise MidiError(f"{path}: larger than {MAX_MIDI_BYTES // 2**20} MiB, too large for a midi file")
+        raise MidiError(f"{name}: larger than {MAX_MIDI_BYTES // 2**20} MiB, too large for a midi file")
     data = _unwrap_rmid(data)
     if not data:
-        raise MidiError(f"{path}: empty file")
+        raise MidiError(f"{name}: empty file")
     if not data.startswith(b"MThd"):
-        raise MidiError(f"{path}: not a midi file (no MThd header)")
+        raise MidiError(f"{name}: not a midi file (no MThd header)")
     try:
         return mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as e:  # mido raises many types (EOFError, OSError, ValueError, KeyError...)
-        raise MidiError(f"{path}: corrupt or truncated midi file: {_reason(e)}") from e
+        raise MidiError(f"{name}: corrupt or truncated midi file: {_reason(e)}") from e
 
 
 def _reason(error: Exception) -> str:
@@ -120,13 +128,19 @@ class Score(NamedTuple):
     tempos: list[tuple[float, float]]  # (beat, bpm) tempo changes, in file order
 
 
-def read_score(path) -> Score:
-    """The Score of a MIDI file, parsed once; MidiError naming the file on any problem."""
-    mid = read_midi(path)
+def read_score(source, name: Optional[str] = None) -> Score:
+    """The Score of a MIDI file (a path, or the file's bytes), parsed once; MidiError naming
+    the file (or `name`) on any problem."""
+    name = name or _name_of(source)
+    mid = parse_midi(source, name) if isinstance(source, bytes) else read_midi(source)
     try:
         return score_of(mid)
     except MidiError as e:
-        raise MidiError(f"{path}: {e}") from e
+        raise MidiError(f"{name}: {e}") from e
+
+
+def _name_of(source) -> str:
+    return "midi data" if isinstance(source, bytes) else str(source)
 
 
 def score_of(mid: mido.MidiFile) -> Score:
@@ -209,13 +223,15 @@ def score_of(mid: mido.MidiFile) -> Score:
 # -- encoding --------------------------------------------------------------------
 
 
-def encode_file(path, version: int = MIDI_VOCAB_VERSION) -> list[str]:
-    """The token list of one MIDI file; MidiError naming the file on any problem."""
-    notes, tempos = read_score(path)
+def encode_file(source, version: int = MIDI_VOCAB_VERSION, name: Optional[str] = None) -> list[str]:
+    """The token list of one MIDI file (a path, or the file's bytes); MidiError naming the
+    file (or `name`) on any problem."""
+    name = name or _name_of(source)
+    notes, tempos = read_score(source, name)
     try:
         plan = plan_notes(notes, tempos)
     except MidiError as e:
-        raise MidiError(f"{path}: {e}") from e
+        raise MidiError(f"{name}: {e}") from e
     return notes_to_tokens(plan.notes, plan.tempos, version)
 
 
@@ -281,7 +297,8 @@ def _repair_overlaps(pairs: list[tuple[int, TimedNote]]) -> list[tuple[int, Time
 
 
 def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None, program: int | None = None,
-                  version: int = MIDI_VOCAB_VERSION, prime_length: int = 0) -> mido.MidiFile:
+                  version: int = MIDI_VOCAB_VERSION, prime_length: int = 0, seconds: float | None = None,
+                  new_from: int = 0) -> mido.MidiFile:
     """A type-1 MIDI file playing the first piece in `tokens`; never fails on bad tokens.
 
     tempo_bpm replaces every tempo token with one fixed tempo; program plays
@@ -289,20 +306,27 @@ def decode_tokens(tokens: Sequence[str], *, tempo_bpm: float | None = None, prog
     note_on gets a matching note_off on its channel; unknown tokens are skipped.
     With prime_length, the first prime_length tokens (a sample's prime) set the
     state (tempo, program, velocity, duration) but their notes are left out,
-    and the file starts where the prime ends.
+    and the file starts where the prime ends. With `seconds`, the music after the
+    first `new_from` tokens (or `prime_length`) ends there: notes struck later are
+    left out, and notes still sounding then stop RELEASE_SECONDS later.
     """
     if tempo_bpm is not None:
         TEMPO.check(tempo_bpm, "tempo_bpm")
     if program is not None:
         PROGRAM.check(program)
+    start = 0  # the step where the new music begins
     if prime_length:
         notes, tempos, _ = tokens_to_notes_after(tokens, prime_length, version)
     else:
         notes, tempos, _ = tokens_to_notes(tokens, version)
+        if new_from and seconds is not None:
+            start = tokens_to_notes(tokens[:new_from], version)[2]
     if program is not None:
         notes = [n if n.is_drum else n._replace(program=program) for n in notes]
     if tempo_bpm is not None:
         tempos = [(0, tempo_bpm)]
+    if seconds is not None:
+        notes = end_notes_at(notes, tempos, step_after_seconds(tempos, start, seconds))
     ticks = DECODE_TICKS_PER_BEAT // STEPS_PER_BEAT
 
     conductor = [(step * ticks, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
@@ -344,10 +368,10 @@ def write_midi(mid: mido.MidiFile, path) -> None:
 # -- priming and inspection --------------------------------------------------------
 
 
-def read_prime(path, seconds: float, version: int = MIDI_VOCAB_VERSION) -> list[str]:
-    """The tokens of the first `seconds` of a MIDI file (a prime for sampling)."""
+def read_prime(source, seconds: float, version: int = MIDI_VOCAB_VERSION, name: Optional[str] = None) -> list[str]:
+    """The tokens of the first `seconds` of a MIDI file, a path or the file's bytes (a prime for sampling)."""
     PRIME_SECONDS.check(seconds, "seconds")
-    tokens = encode_file(path, version)
+    tokens = encode_file(source, version, name)
     clock = Clock(version)
     for i, token in enumerate(tokens):
         if clock.read(token) > seconds + 1e-9:  # this shift would pass the end

@@ -16,10 +16,11 @@ chargen.music.midifile turns MIDI files into the grid's notes and back.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import stat
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from chargen.errors import MidiError
 from chargen.music import durations, noteoffs
@@ -175,6 +176,45 @@ class Clock:
             self.bpm = value
         elif kind == "shift":
             self.seconds += value * seconds_per_step(self.bpm)
+class TimeLimit:
+    """Ends a token list being written at `seconds` of music: the last note starts before it.
+
+    Fed each new token, its Clock keeps a running total (at a fixed `tempo` when the file
+    will be written at one), so a long sample costs one update per token, not a walk of
+    the list. The shift that reaches the limit is shortened to end on it (to the next
+    whole step) and ends the list:
+
+        limit = TimeLimit(30.0, version, bpm=bpm_where_the_prime_ends)
+        token, done = limit.take("shift:24")     # ("shift:24", False) until 30 s are reached
+    """
+
+    def __init__(self, seconds: float, version: int = MIDI_VOCAB_VERSION, bpm: float = DEFAULT_BPM,
+                 tempo: Optional[float] = None):
+        self.seconds, self.tempo = seconds, tempo
+        self.clock = Clock(version)
+        self.clock.bpm = tempo or bpm
+
+    def take(self, token: str) -> tuple[Optional[str], bool]:
+        """(the token to write, or None; whether the list ends with it)."""
+        kind, _, value = token.partition(":")
+        if kind == "shift" and token in self.clock.known:
+            step = seconds_per_step(self.clock.bpm)
+            remaining = self.seconds - self.clock.seconds
+            if int(value) * step >= remaining - 1e-9:
+                steps = math.ceil(remaining / step - 1e-9)
+                return (f"shift:{steps}" if steps > 0 else None), True
+        self.clock.read(token)
+        if self.tempo is not None:  # the file is written at one tempo: its tempo tokens change nothing
+            self.clock.bpm = self.tempo
+        return token, False
+
+
+NOTE_KINDS = ("note", "on", "drum")  # one token per note struck, in every version (off: ends one)
+
+
+def is_note(token: str) -> bool:
+    """Whether a token strikes a note (a pitched onset or a drum hit): bits per note count these."""
+    return token.partition(":")[0] in NOTE_KINDS
 
 
 def tokens_duration(tokens: Sequence[str], version: int = MIDI_VOCAB_VERSION) -> float:

@@ -21,7 +21,7 @@ import torch
 
 from chargen.model import CharRNN, Hidden, map_hidden
 from chargen.music.grid import PIECE_TOKEN
-from chargen.music.vocabulary import tokens_duration
+from chargen.music.vocabulary import Clock, TimeLimit
 from chargen.precision import FP32, Precision, choose_precision
 from chargen.sampling.draw import SampleConfig, choose
 from chargen.sampling.fused import FusedStep
@@ -179,29 +179,34 @@ def generate_music(
     config: SampleConfig,
     generator: Optional[torch.Generator] = None,
     seconds: Optional[float] = None,
+    tempo: Optional[float] = None,
 ) -> list[list[str]]:
     """Event tokens for each sample: the prime, then new events until the piece ends.
 
     A sample ends when the model emits the piece-boundary token (the end of one
     piece is the start of the next), after `config.length` tokens, or, with
-    `seconds`, once the new events (after the prime) hold that much music.
+    `seconds`, where the new events (after the prime) reach that much music: the
+    shift that gets there is shortened to end on it, so the last note starts within
+    `seconds` (counted at `tempo` when the file will be written at one).
     """
     samples = [list(prime) for _ in range(config.num_samples)]
     done = [False] * config.num_samples
     prime_ids = vocab.encode(prime)
-    prime_seconds = tokens_duration(prime, vocab.version)  # --seconds counts the new music only
-    check_every = 32  # measuring duration walks the whole list: do it now and then
-    for step, ids in enumerate(generate(model, prime_ids, config, generator), start=1):
+    prime_clock = Clock(vocab.version)
+    for token in prime:
+        prime_clock.read(token)  # the tempo where the prime ends: new music starts at it
+    limits = [None if seconds is None else TimeLimit(seconds, vocab.version, prime_clock.bpm, tempo) for _ in samples]
+    for ids in generate(model, prime_ids, config, generator):
         for i, token in enumerate(vocab.decode(ids)):
             if done[i]:
                 continue
             if token == PIECE_TOKEN:
                 done[i] = True
-            else:
+                continue
+            if limits[i] is not None:
+                token, done[i] = limits[i].take(token)
+            if token is not None:
                 samples[i].append(token)
-        if seconds is not None and step % check_every == 0:
-            for i, sample in enumerate(samples):
-                done[i] = done[i] or tokens_duration(sample, vocab.version) - prime_seconds >= seconds
         if all(done):
             break
     return samples

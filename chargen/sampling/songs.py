@@ -51,12 +51,16 @@ def generate_songs(network: CharRNN, vocab: Vocab, precision: Precision, device:
     config = sample_config(temperature, top_k, top_p, length, n, precision.name)
     if prime is None or prime == "":
         prime_tokens = [grid.PIECE_TOKEN]
+    elif isinstance(prime, (bytes, bytearray)):  # a file's contents, read in memory (a server's upload)
+        prime_tokens = midifile.read_prime(bytes(prime), prime_seconds, vocab.version, name="prime")
     elif isinstance(prime, (str, os.PathLike)) and os.path.isfile(prime):
         prime_tokens = midifile.read_prime(prime, prime_seconds, vocab.version)
     else:
-        raise ArgumentError("prime", "of a music model must be a MIDI file to continue")
+        raise ArgumentError("prime", "of a music model must be a MIDI file to continue (a path, or its bytes)")
     generator = random_generator(device, seed)
-    samples = generate_music(network, vocab, prime_tokens, config, generator, seconds=seconds)
+    samples = generate_music(network, vocab, prime_tokens, config, generator, seconds=seconds, tempo=tempo)
     skip = 0 if include_prime else len(prime_tokens)  # the prime sets the state; its notes stay out
+    # With seconds, notes still sounding where the new music ends stop RELEASE_SECONDS later.
     return [midifile.decode_tokens(tokens, tempo_bpm=tempo, program=program, version=vocab.version,
-                                   prime_length=skip) for tokens in samples]
+                                   prime_length=skip, seconds=seconds, new_from=len(prime_tokens))
+            for tokens in samples]

@@ -53,8 +53,8 @@ from chargen.serve.requests import (
     parse_suggest,
 )
 
-STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "synth.js": "text/javascript",
-                "writer.js": "text/javascript", "style.css": "text/css"}
+STUDIO_FILES = {"index.html": "text/html", "app.js": "text/javascript", "music.js": "text/javascript",
+                "synth.js": "text/javascript", "writer.js": "text/javascript", "style.css": "text/css"}
 
 
 COMPLETION_MODES = ("sample", "word", "phrase", "line")
@@ -93,7 +93,7 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
 
     async def list_models(request: Request) -> Response:
         shown = {"max_length": limits.max_length, "max_samples": limits.max_samples,
-                 "max_prime_chars": limits.max_prime_chars}
+                 "max_prime_chars": limits.max_prime_chars, "max_seconds": limits.max_seconds}
         return JSONResponse({"models": [s.facts for s in models], "limits": shown})
 
     async def generate(request: Request) -> Response:
@@ -102,11 +102,12 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
         served = pick(job.model)
         if served.model.kind == "text":
             job.prime = check_prime(job.prime, served.model.vocab)
-            if job.seconds is not None:
-                raise RequestError(400, "seconds is for music models; this is a text model")
+            for name in ("seconds", "prime_midi", "prime_seconds"):
+                if getattr(job, name) is not None:
+                    raise RequestError(400, f"{name} is for music models; this is a text model")
         else:
             if job.prime:
-                raise RequestError(400, "a music model takes no prime over HTTP; leave prime empty")
+                raise RequestError(400, "a music model continues a MIDI file: send it in base64 as prime_midi")
             if job.stream:
                 raise RequestError(400, "stream is for text models; a music model answers with whole .mid files")
             if job.stop is not None:

@@ -29,6 +29,7 @@ from typing import Any, AsyncIterator, Iterator, Optional
 
 from starlette.concurrency import run_in_threadpool
 
+from chargen.arguments import DEFAULT_PRIME_SECONDS
 from chargen.errors import ChargenError
 from chargen.serve.primecache import PrimeCache
 from chargen.serve.requests import GenerateRequest, Limits, RequestError, SuggestRequest
@@ -169,12 +170,31 @@ def generate_answer(served: Served, job: GenerateRequest, client: str = "") -> d
             out = served.model.generate("", length=job.length, stop=job.stop, n=job.n, state=state, beam=job.beam,
                                         **_sample_options(job))
         else:
-            out = served.model.generate(length=job.length, seconds=job.seconds, n=job.n, **_sample_options(job))
+            prime_end = _prime_end(served.model, job)  # also refuses a bad file before any work
+            out = served.model.generate(job.prime_midi or "", prime_seconds=_prime_seconds(job), length=job.length,
+                                        seconds=job.seconds, n=job.n, **_sample_options(job))
     samples = out if isinstance(out, list) else [out]
+    answer = {"model": served.name, "kind": served.model.kind, "samples": samples}
     if served.model.kind == "midi":
-        samples = [_describe_midi(song) for song in samples]
-    return {"model": served.name, "kind": served.model.kind, "samples": samples,
-            "prime_reused": reused, "time": round(time.perf_counter() - start, 4)}
+        answer["samples"] = [_describe_midi(song) for song in samples]
+        answer["prime_end"] = prime_end
+    return answer | {"prime_reused": reused, "time": round(time.perf_counter() - start, 4)}
+
+
+def _prime_seconds(job: GenerateRequest) -> float:
+    return DEFAULT_PRIME_SECONDS if job.prime_seconds is None else job.prime_seconds
+
+
+def _prime_end(model, job: GenerateRequest) -> float:
+    """Where the music a request continues ends in the written piece, in seconds (0 without a
+    prime): the studio draws what comes before in the prime's colour. The file's bytes are read
+    in memory; a file that is not MIDI is a 400 naming the problem."""
+    if job.prime_midi is None:
+        return 0.0
+    from chargen.music import midifile, vocabulary
+
+    tokens = midifile.read_prime(job.prime_midi, _prime_seconds(job), model.vocab.version, name="prime_midi")
+    return round(vocabulary.tokens_duration(tokens, model.vocab.version), 4)
 
 
 def _describe_midi(song) -> dict:

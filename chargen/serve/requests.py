@@ -13,6 +13,8 @@ command line; the limits above only lower some ceilings.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -20,6 +22,7 @@ from typing import Any, Optional
 from chargen.arguments import (
     BEAM,
     LENGTH,
+    PRIME_SECONDS,
     SAMPLES,
     SECONDS,
     SEED,
@@ -81,10 +84,12 @@ class GenerateRequest:
     seconds: Optional[float] = None  # music only
     stream: bool = False
     beam: Optional[int] = None  # text only: beam search instead of sampling
+    prime_midi: Optional[bytes] = None  # music: a MIDI file to continue, sent in base64 and kept in memory
+    prime_seconds: Optional[float] = None  # music: how much of it (None: DEFAULT_PRIME_SECONDS)
 
 
 FIELDS = ("model", "prime", "length", "temperature", "top_k", "top_p", "stop", "seed", "n", "seconds", "stream",
-          "beam")
+          "beam", "prime_midi", "prime_seconds")
 
 
 @dataclass
@@ -136,6 +141,8 @@ def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
         seconds=_ranged(get("seconds"), SECONDS, limits.max_seconds),
         stream=_boolean(get("stream", False), "stream"),
         beam=_ranged(get("beam"), BEAM, limits.max_samples),  # a beam's streams cost what samples cost
+        prime_midi=_base64(get("prime_midi"), "prime_midi"),
+        prime_seconds=_ranged(get("prime_seconds"), PRIME_SECONDS),
     )
     check_prime_length(request.prime, limits)
     if request.stop is not None and len(request.stop) > MAX_STOP_CHARS:
@@ -239,6 +246,18 @@ def _boolean(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise RequestError(400, f"{name} must be true or false")
     return value
+
+
+def _base64(value, name: str) -> Optional[bytes]:
+    """The bytes a base64 string holds (a file sent inside JSON), or None when left out."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(400, f"{name} must be a string: a MIDI file in base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise RequestError(400, f"{name} is not base64: {e}") from None
 
 
 def _ranged(value, allowed: Range, high: Optional[float] = None):

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from chargen.data.augment import AUGMENTS, MAX_TRANSPOSE, TRANSPOSE_SEMITONES, Augmenter
 from chargen.data.batching import batchify, get_window, num_windows
 from chargen.errors import ArgumentError, TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
@@ -60,6 +61,8 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16: bf16 products (mixed precision) where the hardware has them
     encoding_errors: str = "strict"  # invalid UTF-8 in a text corpus: "strict" (an error) or "replace" (U+FFFD)
     line_endings: str = "normalize"  # "normalize": \r\n and \r read as \n, as in Python's text mode; "keep": as they are
+    augment: str = "auto"  # music: each piece in a new key (or tempo) every epoch (chargen.data.augment); auto: as measured best
+    transpose: int = TRANSPOSE_SEMITONES  # with augment: semitones a piece may move either way
 
     def __post_init__(self):
         positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
@@ -86,6 +89,10 @@ class TrainConfig:
             raise ArgumentError("encoding_errors", f"must be 'strict' or 'replace', got {self.encoding_errors!r}")
         if self.line_endings not in ("normalize", "keep"):
             raise ArgumentError("line_endings", f"must be 'normalize' or 'keep', got {self.line_endings!r}")
+        if self.augment not in AUGMENTS:
+            raise ArgumentError("augment", f"must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if not 0 <= self.transpose <= MAX_TRANSPOSE:
+            raise ArgumentError("transpose", f"must be between 0 and {MAX_TRANSPOSE} semitones, got {self.transpose}")
         if self.epochs is None and self.steps is None and self.minutes is None:
             self.epochs = 10
 
@@ -111,9 +118,10 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training, over all sessions of the run
     tokens: int = 0  # training tokens seen
     history: list = field(default_factory=list)  # [step, train bits, val bits or None]
+    augment: Optional[dict] = None  # this epoch's augmentation draws (chargen.data.augment); None: none yet
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"hidden": self.hidden, "rng": self.rng}
+        return asdict(self) | {"hidden": self.hidden, "rng": self.rng, "augment": self.augment}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainState":
@@ -161,13 +169,11 @@ def evaluate(
     With several ranks, each evaluates its share of the streams and the sums are combined.
     """
     world = world or World()
-    if max_tokens is not None:
-        ids = ids[: max_tokens + 1]
-    if len(ids) < 2:
+    streams = _evaluation_streams(ids, batch_size, max_tokens)
+    if streams is None:
         return math.nan
     device = next(model.parameters()).device
-    batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
-    streams = batchify(ids, batch_size)
+    batch_size = len(streams)
     windows = num_windows(streams, seq_len)
     streams = streams[world.rows(batch_size)].to(device)  # all rows in one process
     was_training = model.training
@@ -186,6 +192,22 @@ def evaluate(
     return total / count / LN2
 
 
+def _evaluation_streams(ids: torch.Tensor, batch_size: int, max_tokens: Optional[int]) -> Optional[torch.Tensor]:
+    """The streams evaluate() reads `ids` in (None when there is nothing to score)."""
+    if max_tokens is not None:
+        ids = ids[: max_tokens + 1]
+    if len(ids) < 2:
+        return None
+    return batchify(ids, max(1, min(batch_size, (len(ids) - 1) // 2)))
+
+
+def scored_targets(ids: torch.Tensor, batch_size: int, max_tokens: Optional[int] = None) -> torch.Tensor:
+    """The tokens evaluate() predicts (all but each stream's first), flattened: with them a
+    per-token figure becomes one per anything else, such as bits per note."""
+    streams = _evaluation_streams(ids, batch_size, max_tokens)
+    return ids[:0] if streams is None else streams[:, 1:].flatten()
+
+
 Callback = Callable[[str, dict], None]
 
 
@@ -199,6 +221,7 @@ def train(
     callback: Optional[Callback] = None,
     should_stop: Callable[[], bool] = lambda: False,
     world: Optional[World] = None,
+    augment: Optional[Augmenter] = None,
 ) -> TrainState:
     """Train until a budget (epochs, steps, minutes) is spent or `should_stop()` says so.
 
@@ -212,13 +235,26 @@ def train(
 
     Under bf16 (config.precision, see precision.py) only the products run in bf16:
     the weights, the optimizer state, the loss and the carried hidden state stay fp32.
+
+    With an `augment`er (music), each epoch trains on the pieces rewritten by that
+    epoch's draws, which `state.augment` keeps; validation always reads `val_ids` as they are.
     """
     callback = callback or (lambda event, info: None)
     world = world or World()
     world.check_batch_size(config.batch_size)
     device = next(model.parameters()).device
     precision = choose_precision(config.precision, device)
-    streams = batchify(train_ids, config.batch_size)[world.rows(config.batch_size)].to(device)  # (B / W, N)
+
+    def epoch_streams() -> torch.Tensor:
+        """This rank's streams (B / W, N) of the current epoch: the corpus, or its augmented copy."""
+        ids = train_ids
+        if augment is not None:
+            if state.augment is None or state.augment["epoch"] != state.epoch:
+                state.augment = augment.draw(state.epoch)
+            ids = augment.apply(state.augment)
+        return batchify(ids, config.batch_size)[world.rows(config.batch_size)].to(device)
+
+    streams = epoch_streams()
     batch_size = len(streams)  # this rank's streams
     windows = num_windows(streams, config.seq_len)
     if state.rng is not None:
@@ -272,6 +308,8 @@ def train(
         if state.window == windows:  # epoch boundary: start the streams again from zeros
             state.epoch, state.window = state.epoch + 1, 0
             hidden = model.init_hidden(batch_size)
+            if augment is not None:
+                streams = epoch_streams()
         state.hidden = detach_hidden(hidden)
         state.elapsed = shared[:, 1].max().item()
         state.rng = torch.get_rng_state()

@@ -70,8 +70,9 @@ def resume_run(
     """
     file, payload, model, vocab = checkpoint.load_model(path, which=checkpoint.LAST)
     _refuse_rewind(file, payload)
-    # Checkpoints from before --line-endings read their corpus with line endings as they were.
-    config = TrainConfig.from_dict({"line_endings": "keep"} | payload.get("train_config", {}))
+    # Checkpoints from before --line-endings read their corpus with line endings as they were,
+    # and those from before --augment trained on it as it is.
+    config = TrainConfig.from_dict({"line_endings": "keep", "augment": "none"} | payload.get("train_config", {}))
     _refuse_changed_settings(file, settings or {}, model.config.to_dict() | config.to_dict())
     if any(overrides.get(key) is not None for key in BUDGETS):
         # "--steps 5000" on a run started with "--minutes 10" means 5000 steps, not

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from chargen import __version__
+from chargen.data import augment
 from chargen.data.batching import fit_layout
 from chargen.data.corpus import Corpus, load_corpus
 from chargen.device import resolve_device
@@ -33,7 +34,8 @@ from chargen.precision import Precision, choose_precision
 from chargen.training import checkpoint, metrics
 from chargen.training.distributed import World
 from chargen.training.dropout import auto_dropout
-from chargen.training.loop import TrainConfig, TrainState, train
+from chargen.training.loop import TrainConfig, TrainState, scored_targets, train
+from chargen.vocab import Vocab
 
 
 @dataclass
@@ -77,6 +79,9 @@ def new_run(
         line_endings=config.line_endings,
     )
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
+    asked, config.augment = config.augment, augment.resolve(config.augment, corpus.kind)  # recorded: what "auto" chose
+    if asked == "auto" and config.augment != "none":
+        notes.append(f"--augment {config.augment}: each piece in a new key every epoch (the default for MIDI)")
     batch_size, seq_len = fit_layout(len(corpus.train), config.batch_size, config.seq_len)
     if (batch_size, seq_len) != (config.batch_size, config.seq_len):
         notes.append(
@@ -171,6 +176,9 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
         eval_seconds += info.get("eval_seconds", 0.0)
         train_seconds = max(time.perf_counter() - started - eval_seconds, 1e-9)
         info = info | {"tokens_per_s": (run.state.tokens - tokens_at_start) / train_seconds}
+        if event == "eval" and run.corpus.kind == "midi":  # validation read as train() did: the cap unless final
+            info["val_bits_per_note"] = bits_per_note(info["val_bits"], run.corpus.val, run.corpus.vocab,
+                                                      run.config.batch_size, None if info["final"] else run.config.eval_tokens)
         if event == "eval" and writes:
             # This order keeps the directory consistent after a kill -9 at any point:
             # a metrics row ahead of last.pt is dropped on resume (the steps are redone),
@@ -188,18 +196,40 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
             run.world.barrier()
         callback(event, info)
 
+    augmenter = augment.make_augmenter(run.corpus.vocab, run.corpus.train, run.config.augment, run.config.seed,
+                                       run.config.transpose)
     return train(
-        run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop, run.world
+        run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop, run.world,
+        augmenter,
     )
+
+
+def bits_per_note(bits_per_token: float, ids: torch.Tensor, vocab: Vocab, batch_size: int,
+                  max_tokens: Optional[int] = None) -> Optional[float]:
+    """A music score in bits per note: the bits evaluate() gave per token of `ids` (in the
+    same layout), times the tokens it scored, over the notes among them (note:, on: and
+    drum: tokens). Unlike bits per token it compares models of different vocabularies.
+    None for text, or music without notes."""
+    if vocab.kind != "midi" or not math.isfinite(bits_per_token):
+        return None
+    from chargen.music.vocabulary import is_note
+
+    targets = scored_targets(ids, batch_size, max_tokens)
+    notes = int(torch.tensor([is_note(t) for t in vocab.tokens])[targets.long()].sum())
+    return bits_per_token * len(targets) / notes if notes else None
 
 
 def _metrics_row(run: Run, info: dict) -> dict:
     """The metrics.jsonl row of a validation (see chargen.training.metrics)."""
-    return {
+    row = {
         "step": run.state.step,
         "epoch": run.state.epoch + run.state.window / info["windows"],
         "train_bits": round(info["train_bits"], 5),
         "val_bits": None if math.isnan(info["val_bits"]) else round(info["val_bits"], 5),
+    }
+    if info.get("val_bits_per_note") is not None:  # music runs
+        row["val_bits_per_note"] = round(info["val_bits_per_note"], 5)
+    return row | {
         "lr": info["lr"],
         "tokens_per_s": round(info["tokens_per_s"], 1),
         "elapsed_s": round(run.state.elapsed, 2),

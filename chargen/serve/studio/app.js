@@ -1,5 +1,5 @@
 // chargen studio: pick a model, prime it, watch the text stream in, continue it;
-// for a music model, see the piece as a piano roll, play it, download it.
+// for a music model (music.js), continue a MIDI file, see the piano roll, play, download.
 //
 // It talks only to the server it came from (GET /api/models, POST /api/generate).
 // Observable progress for people and tests alike: <body data-status="..."> is
@@ -26,8 +26,10 @@ async function loadModels() {
   if (!response.ok) throw new Error(await readError(response));
   const answer = await response.json();
   studio.models = answer.models;
+  studio.limits = answer.limits;
   // The length slider reaches exactly as far as this server allows.
   for (const id of ["length-range", "length"]) $(id).max = answer.limits.max_length;
+  for (const id of ["seconds-range", "seconds"]) $(id).max = answer.limits.max_seconds;
   if (parseInt($("length").value, 10) > answer.limits.max_length) {
     $("length").value = $("length-range").value = answer.limits.max_length;
   }
@@ -49,14 +51,17 @@ function chooseModel(name) {
   $("music-panel").hidden = !music;
   $("prime").hidden = music;
   $("prime-label").hidden = music;
-  $("continue").hidden = music;
+  $("music-controls").hidden = !music;
+  $("length-setting").hidden = music;
   $("continue").disabled = true;
   $("output-prime").textContent = "";
   $("output-new").textContent = "";
   stopPlaying();
+  studio.piece = null;
   drawRoll([]);
   drawLoss(model.curves, unit);
-  setStatus("ready", music ? "Generate a piece, then play it." : "Type a prime, or generate from scratch.");
+  setStatus("ready", music ? "Generate a piece (drop a .mid file to continue it), then play it."
+                           : "Type a prime, or generate from scratch.");
 }
 
 // -- settings ---------------------------------------------------------------------------
@@ -145,60 +150,6 @@ function handleEvent(block) {
   }
 }
 
-// -- music ------------------------------------------------------------------------------
-
-async function generateMusic() {
-  busy(true);
-  stopPlaying();
-  setStatus("streaming", "Composing…");
-  try {
-    const response = await fetch("/api/generate", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(settings()),
-    });
-    if (!response.ok) throw new Error(await readError(response));
-    const answer = await response.json();
-    const piece = answer.samples[0];
-    studio.piece = piece;
-    drawRoll(piece.roll);
-    const bytes = Uint8Array.from(atob(piece.midi), (c) => c.charCodeAt(0));
-    const link = $("download");
-    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-    link.href = URL.createObjectURL(new Blob([bytes], { type: "audio/midi" }));
-    link.classList.remove("disabled");
-    $("play").disabled = piece.notes === 0;
-    $("music-facts").textContent = `${piece.notes} notes, ${piece.seconds.toFixed(1)} s`;
-    setStatus("done", `Composed in ${answer.time.toFixed(2)} s.`);
-  } catch (error) {
-    setStatus("error", error.message);
-  } finally {
-    busy(false);
-  }
-}
-
-function togglePlay() {
-  if (studio.player) { stopPlaying(); return; }
-  const button = $("play");
-  studio.player = ChargenSynth.play(studio.piece.roll, { onEnd: () => {
-    studio.player = null;
-    button.textContent = "Play";
-    button.dataset.playing = "done";
-  } });
-  button.textContent = "Stop";
-  button.dataset.playing = "yes";
-  animatePlayhead();
-}
-
-function stopPlaying() {
-  if (studio.player) studio.player.stop();
-}
-
-function animatePlayhead() {
-  const player = studio.player;
-  if (!player) { drawRoll(studio.piece ? studio.piece.roll : []); return; }
-  drawRoll(studio.piece.roll, player.context.currentTime - player.startedAt);
-  requestAnimationFrame(animatePlayhead);
-}
-
 // -- drawing ----------------------------------------------------------------------------
 
 function canvasContext(canvas) {
@@ -211,45 +162,6 @@ function canvasContext(canvas) {
   g.clearRect(0, 0, width, height);
   g.font = "11px system-ui, sans-serif";
   return { g, width, height };
-}
-
-// Notes are [start_s, end_s, pitch, velocity, program, isDrum]. Pitched notes are bars,
-// coloured by instrument; drums are diamonds in their own lane at the bottom.
-function drawRoll(notes, playhead) {
-  const canvas = $("roll");
-  canvas.dataset.notes = String(notes.length);
-  const { g, width, height } = canvasContext(canvas);
-  if (notes.length === 0) {
-    g.fillStyle = "#667085";
-    g.fillText("The piece appears here.", 10, 20);
-    return;
-  }
-  const pitched = notes.filter((n) => !n[5]), drums = notes.filter((n) => n[5]);
-  const drumLane = drums.length ? 28 : 0;
-  const end = Math.max(...notes.map((n) => n[1]), 0.1);
-  const low = Math.min(...pitched.map((n) => n[2]), 127) - 1, high = Math.max(...pitched.map((n) => n[2]), 0) + 1;
-  const rows = Math.max(high - low, 12), top = 4, rollHeight = height - drumLane - 8;
-  const x = (t) => 4 + (t / end) * (width - 8);
-  const rowHeight = rollHeight / rows;
-  for (const [start, stop, pitch, velocity, program] of pitched) {
-    g.fillStyle = `hsla(${(program * 47) % 360}, 65%, ${62 - velocity / 6}%, 0.9)`;
-    g.fillRect(x(start), top + (high - pitch) * rowHeight - rowHeight, Math.max(x(stop) - x(start), 1.5), Math.max(rowHeight, 1.5));
-  }
-  if (drumLane) {
-    g.fillStyle = "#f1f2f5";
-    g.fillRect(0, height - drumLane, width, drumLane);
-    g.fillStyle = "#3a3f4b";
-    for (const [start, , pitch] of drums) {
-      const cx = x(start), cy = height - drumLane / 2 + ((pitch % 5) - 2) * 3;
-      g.beginPath();
-      g.moveTo(cx, cy - 3); g.lineTo(cx + 3, cy); g.lineTo(cx, cy + 3); g.lineTo(cx - 3, cy);
-      g.fill();
-    }
-  }
-  if (playhead !== undefined && playhead >= 0) {
-    g.fillStyle = "#b5472f";
-    g.fillRect(x(Math.min(playhead, end)), 0, 2, height);
-  }
 }
 
 // Train and validation bits against steps, from the run's metrics.jsonl.
@@ -302,6 +214,7 @@ $("generate").addEventListener("click", () => {
   streamText(prime);
 });
 $("continue").addEventListener("click", () => {
+  if (studio.model.kind === "midi") { generateMusic(true); return; }
   // The whole text so far is the new prime; the server reuses the hidden state it
   // kept for the previous prime, so only the characters since then are read again.
   const text = $("output-prime").textContent + $("output-new").textContent;
@@ -310,10 +223,9 @@ $("continue").addEventListener("click", () => {
   streamText(text, true);
 });
 $("stop").addEventListener("click", () => { if (studio.abort) studio.abort.abort(); });
-$("play").addEventListener("click", togglePlay);
 window.addEventListener("resize", () => {
   if (studio.model) drawLoss(studio.model.curves, studio.model.kind === "text" ? "char" : "token");
-  if (studio.piece && !studio.player) drawRoll(studio.piece.roll);
+  if (studio.model && studio.model.kind === "midi" && !studio.player) drawRoll(shownRoll());
 });
 
 loadModels().catch((error) => setStatus("error", `Could not load the models: ${error.message}`));

@@ -115,7 +115,7 @@ const ChargenSynth = (() => {
   }
 
   // Play notes ([start_s, end_s, pitch, velocity, program, isDrum], sorted by start).
-  // Returns {stop(), duration, startedAt, context}; options.onEnd runs when it finishes or is stopped.
+  // Returns {stop(), duration, startedAt, context, analyser}; options.onEnd runs when it finishes or is stopped.
   function play(notes, options = {}) {
     const ctx = audio();
     if (ctx.state === "suspended") ctx.resume();
@@ -123,6 +123,8 @@ const ChargenSynth = (() => {
     master.gain.value = MASTER_GAIN;
     const limiter = ctx.createDynamicsCompressor();
     master.connect(limiter).connect(ctx.destination);
+    const analyser = ctx.createAnalyser();  // what is heard, for a level meter (or a test)
+    limiter.connect(analyser);
     const duration = notes.reduce((end, n) => Math.max(end, n[1]), 0);
     const startedAt = ctx.currentTime + 0.1;
     let next = 0;
@@ -143,12 +145,12 @@ const ChargenSynth = (() => {
       finished = true;
       clearInterval(timer);
       master.gain.setTargetAtTime(0, ctx.currentTime, 0.02);
-      setTimeout(() => master.disconnect(), 200);
+      setTimeout(() => { master.disconnect(); limiter.disconnect(); }, 200);
       if (options.onEnd) options.onEnd();
     }
     const timer = setInterval(schedule, TICK_MS);
     schedule();
-    return { stop: finish, duration, startedAt, context: ctx };
+    return { stop: finish, duration, startedAt, context: ctx, analyser };
   }
 
   // Render the whole piece offline (no speakers, no waiting): a Promise of a mono AudioBuffer.
