@@ -167,7 +167,7 @@ def test_music_continues_a_midi_file_sent_in_base64_and_keeps_it_off_the_disk(se
     monkeypatch.setattr("builtins.open", watching_open)
     monkeypatch.setattr(midifile, "read_midi", lambda path: pytest.fail(f"read a MIDI file from disk: {path}"))
     body = {"model": music.name, "prime_midi": encoded(PRIME_FILE), "prime_seconds": 4, "seconds": 3, "seed": 5}
-    answer = TestClient(app).post("/api/generate", json=body).json()
+    answer = TestClient(app, base_url=LOCAL).post("/api/generate", json=body).json()
     assert not opened
     monkeypatch.undo()
     assert answer["kind"] == "midi" and 3.5 < answer["prime_end"] <= 4.0

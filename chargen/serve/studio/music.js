@@ -12,7 +12,7 @@
 
 const PRIME_COLOUR = "#a89f8d";  // notes of the prime: warm grey, whatever their instrument
 const NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
-const music = { prime: null, primeEnd: 0, previewRoll: [] };  // prime: {name, midi (base64)}
+const music = { prime: null, primeEnd: 0, previewRoll: [], download: null };  // prime: {name, midi (base64)}
 
 function pitchName(pitch) {
   return NOTE_NAMES[pitch % 12] + String(Math.floor(pitch / 12) - 1);  // MIDI 60 is C4
@@ -112,7 +112,8 @@ async function generateMusic(continuing = false) {
     const bytes = Uint8Array.from(atob(piece.midi), (c) => c.charCodeAt(0));
     const link = $("download");
     if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-    link.href = URL.createObjectURL(new Blob([bytes], { type: "audio/midi" }));
+    music.download = new Blob([bytes], { type: "audio/midi" });
+    link.href = URL.createObjectURL(music.download);
     link.classList.remove("disabled");
     $("play").disabled = piece.notes === 0;
     $("music-facts").textContent = `${piece.notes} notes, ${piece.seconds.toFixed(1)} s`;
