@@ -33,6 +33,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 
 from chargen.arguments import BATCH_SIZE, DEFAULT_PRIME_SECONDS, SAMPLES, SCORE_BATCH_SIZE
+from chargen.data.textstream import normalize_line_endings
 from chargen.device import random_generator, resolve_device, same_device
 from chargen.errors import ArgumentError
 from chargen.model import CharRNN, Hidden, ModelConfig
@@ -305,7 +306,7 @@ class Model:
         if self.kind == "text":
             if not isinstance(text, str):
                 raise ArgumentError("text", f"must be a str for a text model, got {type(text).__name__}")
-            text = self.vocab.fit(text, "text")
+            text = self.fit(text, "text")
         return self.score_ids(self.vocab.encode(text), batch_size)
 
     def score_ids(self, ids: torch.Tensor, batch_size: int = SCORE_BATCH_SIZE) -> float:
@@ -365,7 +366,16 @@ class Model:
             raise ArgumentError("prime", f"{os.fspath(prime)} is a file, but this is a text model; prime it with text")
         if not isinstance(prime, str):
             raise ArgumentError("prime", f"must be a str for a text model, got {type(prime).__name__}")
-        return self.vocab.fit(prime, "prime")
+        return self.fit(prime, "prime")
+
+    def fit(self, text: str, parameter: str = "text") -> str:
+        """`text` as this model reads it: in Unicode NFC (Vocab.fit), and with \\n line endings
+        where its corpus was read so (`--line-endings normalize`, the default; or where the
+        vocabulary has no \\r at all), so a prime typed with \\r\\n means what it meant in the
+        corpus. ArgumentError(`parameter`) lists the characters the vocabulary lacks."""
+        if self.train_config.get("line_endings") == "normalize" or "\r" not in self.vocab.index:
+            text = normalize_line_endings(text)
+        return self.vocab.fit(text, parameter)
 
     def _check_state(self, state) -> None:
         """ArgumentError unless `state` came from this model's prime_state()."""

@@ -224,7 +224,25 @@ def test_a_decomposed_prime_is_read_in_nfc_even_when_its_marks_are_in_the_vocabu
     assert torch.equal(state.logits, composed.logits)
     assert model.generate(decomposed, length=20, seed=1) == model.generate("café", length=20, seed=1)
     assert model.score(decomposed + " café") == model.score("café café")
-    assert check_prime(decomposed, vocab) == "café"  # the server reads it the same way
+    assert check_prime(decomposed, model) == "café"  # the server reads it the same way
+
+
+def test_a_crlf_prime_reads_as_the_corpus_did_when_its_line_endings_were_normalized(model):
+    """Issue 21: a model whose corpus was read with \\n line endings (the default) refused a prime
+    typed with \\r\\n: the \\r was a character it had never seen."""
+    from conftest import tiny_model
+
+    from chargen.serve.requests import check_prime
+
+    assert model.train_config["line_endings"] == "normalize" and "\r" not in model.vocab.index
+    for typed in ("All:\r\nSpeak, speak.\r\n", "All:\rSpeak, speak.\r"):
+        assert model.generate(typed, length=30, seed=2) == model.generate("All:\nSpeak, speak.\n", length=30, seed=2)
+        assert model.prime_state(typed).length == len("All:\nSpeak, speak.\n")
+        assert model.score(typed) == model.score("All:\nSpeak, speak.\n")
+        assert check_prime(typed, model) == "All:\nSpeak, speak.\n"
+    vocab = chargen.vocab.Vocab.from_text("ab\r\n")  # a corpus whose \r was kept: a \r means a \r
+    keeping = chargen.Model(tiny_model(vocab_size=len(vocab)), vocab, payload={"train_config": {"line_endings": "keep"}})
+    assert keeping.prime_state("a\r\nb").length == 4
 
 
 def test_a_state_from_another_model_is_refused(model):

@@ -893,3 +893,13 @@ async def _request_with_status(app, body: dict) -> tuple[int, dict, bytes]:
 
     await app(_scope("/api/generate"), receive, send)
     return answer["status"], answer["headers"], answer["body"]
+
+
+def test_a_crlf_prime_is_read_with_the_corpus_line_endings(client, session_text_run):
+    """Issue 21: a CRLF prime (a text pasted from Windows) was refused by a model whose corpus's
+    line endings were normalized."""
+    model = chargen.load(session_text_run)
+    answer = client.post("/api/generate", json={"prime": "All:\r\nSpeak", "length": 30, "seed": 4})
+    assert answer.status_code == 200 and answer.json()["samples"] == [model.generate("All:\nSpeak", length=30, seed=4)]
+    query = client.get("/generate", params={"start_text": "All:\r\nSpeak", "n": 1})
+    assert query.status_code == 200 and query.json()["start_text"] == "All:\r\nSpeak"

@@ -38,6 +38,12 @@ UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 # -- bytes -> text ---------------------------------------------------------------
 
 
+def normalize_line_endings(text: str) -> str:
+    """`text` with \r\n and a lone \r as \n: what --line-endings normalize makes of a corpus,
+    for a prime read by a model trained so."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def decode_chunks(
     stream: BinaryIO, name: str, digest=None, errors: str = "strict", line_endings: str = "normalize"
 ) -> Iterator[str]:

@@ -101,7 +101,7 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
         job = parse_generate(body, limits)
         served = pick(job.model)
         if served.model.kind == "text":
-            job.prime = check_prime(job.prime, served.model.vocab)
+            job.prime = check_prime(job.prime, served.model)
             for name in ("seconds", "prime_midi", "prime_seconds"):
                 if getattr(job, name) is not None:
                     raise RequestError(400, f"{name} is for music models; this is a text model")
@@ -153,7 +153,7 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
         served = pick(model)
         if served.model.kind != "text":
             raise RequestError(400, f"model {served.name!r} writes music; /generate completes text")
-        prime = check_prime(start_text, served.model.vocab, "start_text")
+        prime = check_prime(start_text, served.model, "start_text")
         unit = unit or (None if completion_mode == "sample" else completion_mode)
         if unit is not None and not prime:
             raise RequestError(400, "start_text is empty; suggestions complete a text")

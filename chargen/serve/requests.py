@@ -205,11 +205,11 @@ def check_prime_length(prime: str, limits: Limits, name: str = "prime") -> None:
                                 "(--max-prime-chars)")
 
 
-def check_prime(prime: str, vocab, name: str = "prime") -> str:
-    """`prime` as the model reads it (Vocab.fit: in NFC, as its corpus was read), or a 400
-    naming the characters the model's vocabulary lacks."""
+def check_prime(prime: str, model, name: str = "prime") -> str:
+    """`prime` as the model reads it (Model.fit: in NFC and with the line endings of its
+    corpus), or a 400 naming the characters the model's vocabulary lacks."""
     try:
-        return vocab.fit(prime, name)
+        return model.fit(prime, name)
     except ArgumentError as e:
         raise RequestError(400, str(e)) from None
 
