@@ -342,8 +342,9 @@ OPTION_VALUES = {
     "cell": "gru", "num_layers": 1, "hidden_size": 12, "embed_dim": 6, "dropout": 0.1, "weight_drop": 0.2,
     "embed_dropout": 0.1, "locked_dropout": 0.15, "seq_len": 8, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01,
     "lr_min": 0.5, "clip": 0.5, "epochs": 0.5, "steps": 3, "minutes": 1.0, "val_frac": 0.2, "eval_every": 2,
-    "seed": 7, "encoding_errors": "replace", "line_endings": "keep", "precision": "fp32", "format": "text",
-    "device": "cpu", "force": True, "augment": "none", "transpose": 3,  # a text corpus: augmenting it is refused
+    "seed": 7, "encoding_errors": "replace", "line_endings": "keep", "max_stream_mb": 64, "precision": "fp32",
+    "format": "text", "device": "cpu", "force": True, "augment": "none",
+    "transpose": 3,  # a text corpus: augmenting it is refused
 }
 NOT_RUN_OPTIONS = {"corpus": "the first argument of both", "out": "given to both", "resume": "tested below",
                    "single_process_rate": "the CLI's torchrun report only"}

@@ -230,3 +230,78 @@ def test_a_file_that_fails_on_read_is_one_clear_error():
 def test_an_endless_device_is_refused_at_its_first_chunk():
     with pytest.raises(CorpusError, match=r"/dev/zero: looks like a binary file \(NUL byte at offset 0\)"):
         load_corpus(["/dev/zero"])
+
+
+# -- streams that never end, and FIFOs nobody writes to ------------------------------------------
+
+
+def endless_writer(path, stop: threading.Event, line: bytes = b"hello world\n" * 4096) -> threading.Thread:
+    """A thread that writes `line` to a FIFO for as long as someone reads it, until `stop`
+    (it never waits forever for a reader: the test stays in charge)."""
+
+    def write():
+        while not stop.is_set():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:  # no reader yet
+                stop.wait(0.01)
+        else:
+            return
+        os.set_blocking(fd, True)
+        try:
+            while not stop.is_set():
+                os.write(fd, line)
+        except OSError:  # the reader left
+            pass
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_endless_stream_stops_at_the_limit_with_progress_on_the_way(tmp_path):
+    """Issue 21: `chargen train <(yes 'hello world')` read forever (1.37 GB at 20 s), saying nothing."""
+    from chargen.data.corpus import Reading
+
+    fifo = tmp_path / "yes"
+    os.mkfifo(fifo)
+    stop, seen = threading.Event(), []
+    writer = endless_writer(fifo, stop)
+    try:
+        with pytest.raises(CorpusError, match=r"yes: stopped reading after 2,097,152 bytes, the most a pipe, "
+                                              r"FIFO or stdin corpus may hold \(--max-stream-mb 2\)"):
+            load_corpus([str(fifo)], max_stream_bytes=2 * 2**20, progress=seen.append)
+    finally:
+        stop.set()
+        writer.join()
+    assert seen and all(isinstance(r, Reading) and r.file == str(fifo) and not r.waiting for r in seen)
+    sizes = [r.bytes_read for r in seen]
+    assert sizes == sorted(sizes) and sizes[-1] == 2 * 2**20 + 1  # one byte past the limit, no more
+
+
+def test_a_regular_file_has_no_stream_limit(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("to be or not to be\n" * 100)
+    assert len(load_corpus([str(path)], val_frac=0.0, max_stream_bytes=10).train) == 1900
+
+
+def test_a_fifo_nobody_writes_to_is_reported_then_read_when_a_writer_comes(tmp_path):
+    """Issue 21: `train --resume` of a run trained from a FIFO blocked silently, opening the FIFO."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    waiting, result = threading.Event(), {}
+
+    def progress(reading):
+        if reading.waiting:
+            waiting.set()
+
+    reader = threading.Thread(target=lambda: result.update(corpus=load_corpus([str(fifo)], progress=progress)))
+    reader.start()
+    assert waiting.wait(timeout=30), "load_corpus never said it was waiting for a writer"
+    with open(fifo, "wb") as f:
+        f.write(b"to be or not to be\n" * 50)
+    reader.join(timeout=60)
+    assert len(result["corpus"].train) + len(result["corpus"].val) == 950

@@ -195,6 +195,73 @@ def test_train_reads_a_pipe_once(tmp_path, how):
     assert record["train_tokens"] + record["val_tokens"] == len(corpus_file.read_text())
 
 
+def test_train_on_an_endless_stream_shows_its_reading_and_stops_at_the_limit(tmp_path):
+    """Issue 21: `chargen train <(yes 'hello world')` read forever (1.37 GB at 20 s) with nothing on stderr."""
+    import threading
+
+    from test_corpus import endless_writer
+
+    fifo = tmp_path / "yes"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+    writer = endless_writer(fifo, stop)
+    try:
+        result = invoke("train", fifo, *TINY, "--steps", "1", "--out", tmp_path / "run", "--max-stream-mb", "3")
+    finally:
+        stop.set()
+        writer.join()
+    assert_clean_error(result, f"{fifo}: stopped reading after 3,145,728 bytes", "--max-stream-mb 3")
+    assert not (tmp_path / "run").exists()
+
+
+def test_reading_a_corpus_is_shown_once_it_takes_a_second():
+    from rich.console import Console
+
+    from chargen.cli.display import ReadingReporter
+    from chargen.data.corpus import Reading
+
+    now = [0.0]
+    console = Console(record=True, width=200, force_terminal=False)
+    reporter = ReadingReporter(console, clock=lambda: now[0])
+    reporter(Reading("big.txt", 1 << 20))  # at once: a fast read says nothing
+    assert console.export_text() == ""
+    now[0] = 2.0
+    reporter(Reading("big.txt", 3 << 20))
+    now[0] = 3.0
+    reporter(Reading("big.txt", 4 << 20))  # under READING_LINE_EVERY since the last line: no new line
+    reporter(Reading("fifo", 0, waiting=True))
+    reporter.close()
+    assert console.export_text().splitlines() == [
+        "reading big.txt: 3 MiB (1.5 MiB/s)", "waiting for a process to write to fifo (a FIFO)",
+        "read fifo: 4 MiB in 0:00"]
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_trained_from_a_fifo_says_it_waits_for_a_writer(tmp_path):
+    """Issue 21: `chargen train --resume RUN` of a run trained from a FIFO blocked silently on the FIFO."""
+    fifo, run = tmp_path / "fifo", tmp_path / "run"
+    os.mkfifo(fifo)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1"}
+    train = [sys.executable, "-m", "chargen", "train", str(fifo), *TINY, "--steps", "1", "--out", str(run)]
+    first = subprocess.Popen(train, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (fifo).write_text(TINY_TEXT)  # waits for chargen to open it, then feeds it the corpus
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    resume = subprocess.Popen([sys.executable, "-m", "chargen", "train", "--resume", str(run), "--steps", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in resume.stderr], daemon=True).start()
+    try:  # before any writer: it says what it waits for (and waits silently forever otherwise)
+        first_line = lines.get(timeout=60)
+        assert first_line.strip() == f"waiting for a process to write to {fifo} (a FIFO)"
+    finally:
+        fifo.write_text(TINY_TEXT)  # never leave it blocked: the same corpus again
+    assert resume.wait(timeout=120) == 0, list(lines.queue)
+    assert checkpoint.load(run / "last.pt")["state"]["step"] == 2
+
+
 def test_crlf_corpus_trains_on_newlines_and_records_it(tmp_path):
     corpus_file = tmp_path / "dos.txt"
     corpus_file.write_bytes(b"hello world, hello chargen.\r\n" * 40)

@@ -7,10 +7,12 @@ shells, and the library below never draws (chargen.train() reports in plain text
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -248,6 +250,71 @@ class TrainingReporter:
                 f"val {format_bits(info['val_bits'])} bits/{self.unit}{per_note}  "
                 f"{self.tokens_per_s:,.0f} tok/s{best}"
             )
+
+
+# -- reading a corpus ---------------------------------------------------------
+
+READING_SHOWN_AFTER = 1.0  # seconds: a corpus read faster than this is read without a word
+READING_LINE_EVERY = 5.0  # seconds between lines where stderr is not a terminal (a log)
+
+
+@contextmanager
+def reading_progress(console: Console, clock=time.monotonic) -> Iterator["ReadingReporter"]:
+    """Show how reading a corpus goes while the block reads it; yields the callback for load_corpus."""
+    reporter = ReadingReporter(console, clock)
+    try:
+        yield reporter
+    finally:
+        reporter.close()
+
+
+class ReadingReporter:
+    """Once reading has taken a second: the bytes read and the rate, on one updating line in a
+    terminal (a line every few seconds in a log). A FIFO that sends nothing is named at once."""
+
+    def __init__(self, console: Console, clock=time.monotonic):
+        self.console, self.clock = console, clock
+        self.file, self.started, self.bytes_read = None, clock(), 0
+        self.status, self.last_line, self.shown = None, None, False
+
+    def __call__(self, reading) -> None:
+        now = self.clock()
+        if reading.file != self.file:
+            self.file, self.started = reading.file, now
+        if reading.waiting:
+            self.console.print(f"waiting for a process to write to {escape(reading.file)} (a FIFO)", soft_wrap=True)
+            return
+        self.bytes_read = reading.bytes_read
+        if now - self.started < READING_SHOWN_AFTER:
+            return
+        self.shown = True
+        rate = self.bytes_read / max(now - self.started, 1e-9)
+        line = f"reading {escape(reading.file)}: {format_bytes(self.bytes_read)} ({format_bytes(rate)}/s)"
+        if self.console.is_terminal:
+            if self.status is None:
+                self.status = self.console.status(line)
+                self.status.start()
+            else:
+                self.status.update(line)
+        elif self.last_line is None or now - self.last_line >= READING_LINE_EVERY:
+            self.console.print(line, soft_wrap=True)
+            self.last_line = now
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+        if self.shown:
+            self.console.print(f"read {escape(self.file)}: {format_bytes(self.bytes_read)} in "
+                               f"{format_duration(self.clock() - self.started)}", soft_wrap=True)
+
+
+def format_bytes(count: float) -> str:
+    """1,536 -> '1.5 KiB': binary units, three significant digits."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count:.3g} GiB"
 
 
 def roll_width(console: Console) -> int:

@@ -52,6 +52,7 @@ from chargen.training.loop import TrainConfig
 @click.option("--line-endings", type=click.Choice(["normalize", "keep"]), default=default_of(TrainConfig, "line_endings"), show_default=True, help="Text: read \\r\\n and \\r as \\n, or keep line endings as they are.")
 @click.option("--augment", type=click.Choice(AUGMENTS), default=default_of(TrainConfig, "augment"), show_default=True, help="Music: each training piece in a new key (transpose) or tempo (tempo) every epoch, or both; auto: the measured default (none).")
 @click.option("--transpose", type=whole(0, MAX_TRANSPOSE), default=default_of(TrainConfig, "transpose"), show_default=True, help="With --augment: semitones a piece may move either way.")
+@click.option("--max-stream-mb", type=whole(1), default=default_of(TrainConfig, "max_stream_mb"), show_default=True, help="A corpus read from a pipe, FIFO or stdin stops with an error past this many MiB.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=default_of(TrainConfig, "precision"), show_default=True, help="Products in bf16 (mixed precision) or fp32; auto: bf16 where the hardware has it.")
 @click.option("--format", "format", type=click.Choice(["text", "midi"]), help="Force the corpus kind (default: detected).")
@@ -105,9 +106,9 @@ def train(corpus, resume, single_process_rate, out, force, format, device, **opt
     elif not corpus:
         raise click.UsageError("give a CORPUS to train on, or --resume a run")
     names = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
-    with named_options(names):
+    with named_options(names), display.reading_progress(err) as reading:
         run = run_from_options(corpus, options, resume=resume or None, out=out, force=force, format=format,
-                               device=device, world=world, names=names)
+                               device=device, world=world, names=names, reading=reading)
     for note in run.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_run_header(run)

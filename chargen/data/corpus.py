@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import select
 import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Sequence
+from typing import BinaryIO, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -36,6 +37,7 @@ from chargen.vocab import Vocab, storage_dtype
 
 TEXT_EXTENSIONS = (".txt",)
 STDIN = "-"
+WRITER_WAIT_SECONDS = 0.5  # a FIFO silent this long: say that chargen is waiting for a writer
 
 
 def text_tokenizer(line_endings: str = "normalize") -> str:
@@ -159,6 +161,14 @@ def _is_regular_file(path: str) -> bool:
 # -- loading ----------------------------------------------------------------
 
 
+class Reading(NamedTuple):
+    """What load_corpus is doing, for whoever shows progress."""
+
+    file: str
+    bytes_read: int  # of this file, so far
+    waiting: bool = False  # a pipe or FIFO has sent nothing for a while (is a process writing to it?)
+
+
 def load_corpus(
     paths: Sequence[str],
     format: Optional[str] = None,
@@ -166,6 +176,8 @@ def load_corpus(
     vocab: Optional[Vocab] = None,
     encoding_errors: str = "strict",
     line_endings: str = "normalize",
+    max_stream_bytes: Optional[int] = None,
+    progress: Optional[Callable[[Reading], None]] = None,
 ) -> Corpus:
     """Read, tokenize and split a corpus, reading each file once.
 
@@ -175,6 +187,11 @@ def load_corpus(
     "strict" (invalid UTF-8 is an error naming its byte offset) or "replace"
     (each invalid byte becomes U+FFFD). `line_endings` is "normalize" (\r\n and
     \r become \n) or "keep". Text is always put in Unicode NFC form.
+
+    A text file that is a pipe, FIFO or stdin is read up to `max_stream_bytes`
+    (past it, a CorpusError: such a stream may never end). `progress` is called
+    with a Reading after each chunk of text read, and once when a FIFO has sent
+    nothing for half a second.
     """
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
@@ -184,13 +201,14 @@ def load_corpus(
     if found.format == "midi":
         corpus = _load_midi(found.files, val_frac, vocab if vocab is not None and vocab.kind == "midi" else None)
     else:
-        corpus = _load_text(found.files, val_frac, vocab, encoding_errors, line_endings)
+        corpus = _load_text(found.files, val_frac, vocab, encoding_errors, line_endings, max_stream_bytes, progress)
     corpus.skipped = found.skipped + corpus.skipped
     return corpus
 
 
 def _load_text(
-    files: list[str], val_frac: float, vocab: Optional[Vocab], encoding_errors: str, line_endings: str
+    files: list[str], val_frac: float, vocab: Optional[Vocab], encoding_errors: str, line_endings: str,
+    max_stream_bytes: Optional[int] = None, progress: Optional[Callable[[Reading], None]] = None,
 ) -> Corpus:
     # Only strict decoding of a regular file is cached: ids decoded with replacements must
     # never be served to a later strict run, which has to report the invalid bytes.
@@ -204,8 +222,10 @@ def _load_text(
     encoder = vocab if vocab is not None else GrowingVocab()
     per_file = []
     for f in files:
-        with _open(f) as stream:
-            per_file.append(encode_stream(stream, f, encoder, digest, encoding_errors, line_endings))
+        report = None if progress is None else (lambda n, f=f: progress(Reading(f, n)))
+        with _open(f, progress) as stream:
+            per_file.append(encode_stream(stream, f, encoder, digest, encoding_errors, line_endings,
+                                          max_stream_bytes, report))
     if isinstance(encoder, GrowingVocab):
         if not len(encoder):
             raise CorpusError(f"{_names(files)}: the corpus is empty")
@@ -220,17 +240,41 @@ def _load_text(
 
 
 @contextlib.contextmanager
-def _open(name: str) -> Iterator[BinaryIO]:
-    """A corpus file opened for one pass of reading; stdin is read, never closed."""
+def _open(name: str, progress: Optional[Callable[[Reading], None]] = None) -> Iterator[BinaryIO]:
+    """A corpus file opened for one pass of reading; stdin is read, never closed. A FIFO is
+    opened without waiting for a writer: `progress` hears when nothing comes for a while."""
     if name == STDIN:
         yield sys.stdin.buffer
         return
     try:
-        stream = open(name, "rb")
+        stream = _open_fifo(name, progress) if _is_fifo(name) else open(name, "rb")
     except OSError as e:  # a permission error, a file gone since it was listed
         raise CorpusError(f"{name}: cannot read it: {e.strerror or e}") from e
     with stream:
         yield stream
+
+
+def _open_fifo(name: str, progress: Optional[Callable[[Reading], None]]) -> BinaryIO:
+    """A FIFO opened for reading. open() would wait, silently, for a process to open it for
+    writing; this says so (through `progress`) once half a second has passed without one."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # never waits
+    try:
+        if not select.select([fd], [], [], WRITER_WAIT_SECONDS)[0]:
+            if progress is not None:
+                progress(Reading(name, 0, waiting=True))
+            select.select([fd], [], [])
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _split(files: list[str], per_file: list[torch.Tensor], val_frac: float, vocab: Vocab, fingerprint: str) -> Corpus:

@@ -21,7 +21,8 @@ import io
 import os
 import shlex
 import stat
-from typing import BinaryIO, Iterator, Optional
+import time
+from typing import BinaryIO, Callable, Iterator, Optional
 
 import torch
 
@@ -45,13 +46,17 @@ def normalize_line_endings(text: str) -> str:
 
 
 def decode_chunks(
-    stream: BinaryIO, name: str, digest=None, errors: str = "strict", line_endings: str = "normalize"
+    stream: BinaryIO, name: str, digest=None, errors: str = "strict", line_endings: str = "normalize",
+    max_bytes: Optional[int] = None, progress: Optional[Callable[[int], None]] = None,
 ) -> Iterator[str]:
     """Yield the text of a byte stream, chunk by chunk: UTF-8, BOM stripped, NFC, and with
     \\n line endings unless `line_endings` is "keep".
 
     Raises CorpusError naming the file for invalid UTF-8 (with its byte offset),
-    UTF-16 or UTF-32 text (with how to convert it), binary data and read errors.
+    UTF-16 or UTF-32 text (with how to convert it), binary data and read errors, and
+    for a stream that passes `max_bytes` (a pipe that never ends). `progress` is
+    called with the bytes read so far after each chunk (at least every half second
+    from a slow pipe).
     """
     if errors not in ENCODING_ERRORS:
         raise ValueError(f"encoding_errors must be 'strict' or 'replace', got {errors!r}")
@@ -61,9 +66,20 @@ def decode_chunks(
     if line_endings == "normalize":  # holds back a final \r until it knows whether \n follows
         decoder = io.IncrementalNewlineDecoder(decoder, translate=True)
     offset, first, held = 0, True, ""
+    regular = _is_regular(stream)  # a file with a size; else a pipe, FIFO, device or stdin
     while True:
-        raw = _read(stream, name)
+        if regular:
+            raw = _read(stream, name)
+        else:  # never more than one byte past the limit
+            raw = _read_for_a_while(stream, name, CHUNK_BYTES if max_bytes is None else
+                                    min(CHUNK_BYTES, max_bytes - offset + 1))
         final = not raw
+        if progress is not None and raw:
+            progress(offset + len(raw))
+        if not regular and max_bytes is not None and offset + len(raw) > max_bytes:
+            raise CorpusError(f"{name}: stopped reading after {max_bytes:,} bytes, the most a pipe, FIFO or "
+                              f"stdin corpus may hold (--max-stream-mb {max_bytes // 2**20}); raise it to read "
+                              "more, or save the text to a file first")
         if digest is not None and raw:
             digest.update(raw)
         if offset == 0:
@@ -101,6 +117,27 @@ def _read(stream: BinaryIO, name: str) -> bytes:
         return stream.read(CHUNK_BYTES)
     except OSError as e:
         raise CorpusError(f"{name}: cannot read it: {e.strerror or e}") from e
+
+
+def _read_for_a_while(stream: BinaryIO, name: str, most: int, seconds: float = 0.5) -> bytes:
+    """Up to `most` bytes of a pipe, FIFO or device: as much as arrives within `seconds` (at
+    least one read's worth), so that progress can be shown for a slow or endless one."""
+    read_some = getattr(stream, "read1", None)
+    if read_some is None:
+        return _read(stream, name)
+    parts, size, deadline = [], 0, time.monotonic() + seconds
+    try:
+        while size < most:
+            part = read_some(most - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+            if time.monotonic() > deadline:
+                break
+    except OSError as e:
+        raise CorpusError(f"{name}: cannot read it: {e.strerror or e}") from e
+    return b"".join(parts)
 
 
 def _nfc_cut(text: str) -> int:
@@ -190,18 +227,21 @@ def encode_stream(
     digest=None,
     errors: str = "strict",
     line_endings: str = "normalize",
+    max_bytes: Optional[int] = None,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> torch.Tensor:
     """The ids of a whole byte stream, read once, in the storage dtype of the vocabulary so far.
 
     With a Vocab, a character it lacks is a CorpusError naming the file; with a
-    GrowingVocab, new characters are added as they come.
+    GrowingVocab, new characters are added as they come. `max_bytes` and `progress`
+    are decode_chunks'.
     """
     # Ids are written into one buffer sized by the byte count (a character is at least one
     # byte), not gathered in chunks and concatenated: peak memory is one copy of the ids, not
     # two. Pages past the last character are never touched, so they cost no RAM.
     ids = torch.empty(_bytes_left(stream), dtype=storage_dtype(max(len(vocab), 1)))
     n = 0
-    for text in decode_chunks(stream, name, digest, errors, line_endings):
+    for text in decode_chunks(stream, name, digest, errors, line_endings, max_bytes, progress):
         if isinstance(vocab, Vocab):
             try:
                 chunk = vocab.encode_codepoints(codepoints(text))
@@ -229,6 +269,15 @@ def renumber(ids: torch.Tensor, table: torch.Tensor, dtype: torch.dtype) -> torc
         part = ids[start : start + CHUNK_BYTES].to(torch.int32)
         out[start : start + len(part)] = torch.index_select(table, 0, part).to(dtype)
     return out
+
+
+def _is_regular(stream: BinaryIO) -> bool:
+    if isinstance(stream, io.BytesIO):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 def _bytes_left(stream: BinaryIO) -> int:

@@ -15,8 +15,9 @@ takes its field's default, except dropout, which new_run chooses for the corpus 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from chargen.data.corpus import Reading
 from chargen.errors import ArgumentError
 from chargen.model import ModelConfig
 from chargen.training.distributed import World
@@ -32,7 +33,8 @@ OPTIONS = MODEL_OPTIONS + TRAIN_OPTIONS
 def run_from_options(corpus: Sequence[str], options: dict, *, resume: Optional[str] = None,
                      out: Optional[str] = None, force: bool = False, format: Optional[str] = None,
                      device: str = "auto", world: Optional[World] = None,
-                     names: Optional[dict[str, str]] = None) -> Run:
+                     names: Optional[dict[str, str]] = None,
+                     reading: Optional[Callable[[Reading], None]] = None) -> Run:
     """A run ready to execute(): started on the `corpus` files with `options`, or `resume`d.
 
     `options` holds only what the caller chose (field name -> value). A new run's options
@@ -40,13 +42,15 @@ def run_from_options(corpus: Sequence[str], options: dict, *, resume: Optional[s
     run keeps its model and settings: the options change only what a resume may change
     (a budget, eval_every, precision), and one that differs from the run's is refused,
     named as `names` spells it (the CLI's "--hidden"; the field name by default).
+    `reading` hears how reading the corpus goes (data/corpus.py's Reading).
     """
     unknown = [name for name in options if name not in OPTIONS]
     assert not unknown, f"not options of a run: {unknown}"  # callers check names, each in its own words
     if resume is not None:
         names = names or {}
         settings = {name: (names.get(name, name), value) for name, value in options.items()}
-        return resume_run(resume, options, corpus, force=force, device=device, world=world, settings=settings)
+        return resume_run(resume, options, corpus, force=force, device=device, world=world, settings=settings,
+                          reading=reading)
     if not corpus:
         raise ArgumentError("corpus", "is needed to start a run (or give a run to resume)")
     config = TrainConfig(**{name: value for name, value in options.items() if name in TRAIN_OPTIONS})
@@ -55,4 +59,4 @@ def run_from_options(corpus: Sequence[str], options: dict, *, resume: Optional[s
     model_options = {f.name: f.default for f in fields(ModelConfig) if f.name in MODEL_OPTIONS} | model_options
     model_options["dropout"] = options.get("dropout")  # None: new_run chooses it for the corpus size
     return new_run(list(corpus), model_options, config, out=out, force=force, format=format, device=device,
-                   world=world)
+                   world=world, reading=reading)

@@ -63,9 +63,12 @@ class TrainConfig:
     line_endings: str = "normalize"  # "normalize": \r\n and \r read as \n, as in Python's text mode; "keep": as they are
     augment: str = "auto"  # music: each piece in a new key (or tempo) every epoch (chargen.data.augment); auto: as measured best
     transpose: int = TRANSPOSE_SEMITONES  # with augment: semitones a piece may move either way
+    # A corpus read from a pipe, FIFO or stdin stops with an error past this many MiB (a regular
+    # file has a size and no limit): `chargen train <(yes)` would otherwise fill memory.
+    max_stream_mb: int = 1024
 
     def __post_init__(self):
-        positive = ("seq_len", "batch_size", "eval_every", "eval_tokens")
+        positive = ("seq_len", "batch_size", "eval_every", "eval_tokens", "max_stream_mb")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ArgumentError(name, f"must be >= 1, got {getattr(self, name)}")

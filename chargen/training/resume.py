@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from chargen.atomic import atomic_write
 from chargen.data.batching import windows_per_epoch
-from chargen.data.corpus import load_corpus
+from chargen.data.corpus import Reading, load_corpus
 from chargen.device import resolve_device
 from chargen.errors import ChargenError, CheckpointError, CorpusError
 from chargen.precision import choose_precision
@@ -28,7 +28,7 @@ from chargen.training.loop import TrainConfig, TrainState, progress_of
 from chargen.training.run import Run, make_optimizer
 
 # Options a resumed run may change; everything else comes from its checkpoint.
-RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every", "precision")
+RESUMABLE_OVERRIDES = ("epochs", "steps", "minutes", "eval_every", "precision", "max_stream_mb")
 BUDGETS = ("epochs", "steps", "minutes")  # a budget given on resume replaces the run's whole budget
 
 
@@ -59,6 +59,7 @@ def resume_run(
     device: str = "auto",
     world: Optional[World] = None,
     settings: Optional[dict] = None,
+    reading: Optional[Callable[[Reading], None]] = None,
 ) -> Run:
     """Reopen a run from its last checkpoint: same step, optimizer state, data position and RNG.
 
@@ -94,6 +95,8 @@ def resume_run(
             vocab=vocab,  # a music run keeps the vocabulary version it was trained with
             encoding_errors=config.encoding_errors,
             line_endings=config.line_endings,
+            max_stream_bytes=config.max_stream_mb * 2**20,
+            progress=reading,
         )
     except CorpusError as e:  # gone, unreadable, or has characters the model has no ids for
         raise CorpusError(f"cannot resume {file} on its corpus: {e}") from e

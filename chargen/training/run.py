@@ -26,7 +26,7 @@ import torch
 from chargen import __version__
 from chargen.data import augment
 from chargen.data.batching import fit_layout
-from chargen.data.corpus import Corpus, load_corpus
+from chargen.data.corpus import Corpus, Reading, load_corpus
 from chargen.device import resolve_device
 from chargen.errors import CheckpointError
 from chargen.model import CharRNN, ModelConfig
@@ -67,16 +67,19 @@ def new_run(
     format: Optional[str] = None,
     device: str = "auto",
     world: Optional[World] = None,
+    reading: Optional[Callable[[Reading], None]] = None,
 ) -> Run:
     """Load the corpus, build a seeded model and create the run directory (last, so a bad
     corpus or option never touches the disk). With several ranks, rank 0 creates the
-    directory and tells the others its name."""
+    directory and tells the others its name. `reading` hears how reading the corpus goes."""
     corpus = load_corpus(
         corpus_paths,
         format=format,
         val_frac=config.val_frac,
         encoding_errors=config.encoding_errors,
         line_endings=config.line_endings,
+        max_stream_bytes=config.max_stream_mb * 2**20,
+        progress=reading,
     )
     notes = [f"skipped {path}: {reason}" for path, reason in corpus.skipped]
     asked, config.augment = config.augment, augment.resolve(config.augment, corpus.kind)  # recorded: what "auto" chose
