@@ -139,7 +139,7 @@ def create_app(models: list[Served], limits: Limits, hosts: frozenset[str] = fro
         served = pick(job.model)
         if served.model.kind != "text":
             raise RequestError(400, f"model {served.name!r} writes music; /api/suggest completes text")
-        job.text = check_prime(job.text, served.model.vocab, "text")
+        job.text = check_prime(job.text, served.model, "text")
         admission = served.admit(limits.max_queue)
         try:
             answer = await run_in_threadpool(serving.suggest_answer, served, job, _client(request))
