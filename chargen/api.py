@@ -270,7 +270,7 @@ class Model:
         suggestion_rules(self.vocab.tokens, unit)  # the unit first: it does not depend on the text
         if not isinstance(text, str):
             raise ArgumentError("text", f"must be a str, got {type(text).__name__}")
-        text = self.vocab.fit(text, "text")
+        text = self.fit(text, "text")
         if state is None and not text:
             raise ArgumentError("text", "is empty; give the text to continue")
         start = self.prime_state(text, state)
