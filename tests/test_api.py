@@ -175,7 +175,7 @@ def test_score_file_is_what_eval_prints(run, model, tmp_path):
 @pytest.mark.parametrize("arguments, parameter", [
     (dict(temperature=-1), "temperature"), (dict(temperature=float("nan")), "temperature"),
     (dict(temperature=float("inf")), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0), "top_p"),
-    (dict(top_p=1.5), "top_p"), (dict(length=-1), "length"), (dict(n=0), "n"),
+    (dict(top_p=1.5), "top_p"), (dict(length=-1), "length"), (dict(n=0), "n"), (dict(n=2.0), "n"), (dict(n="2"), "n"),
     (dict(seed=10**30), "seed"), (dict(seed="seven"), "seed"), (dict(stop=3), "stop"),
     (dict(prime=5), "prime"), (dict(seconds=3), "seconds"), (dict(tempo=90), "tempo"),
     (dict(state="not a state"), "state"),
