@@ -369,13 +369,18 @@ def studio_playhead(driver) -> float:
     return float(value) if value else -1.0
 
 
-def test_the_studio_fits_a_phone_screen(browser):
+def test_the_studio_fits_a_phone_screen(browser, live_server):
+    from selenium.webdriver.support.ui import Select
+
     browser.set_window_size(390, 844)
-    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
-    for element_id in ("generate", "prime", "temperature-range", "output"):
-        box = browser.find_element("id", element_id).rect
-        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"#{element_id} does not fit"
+    for kind, elements in (("text", ("generate", "prime", "temperature-range", "output")),
+                           ("midi", ("generate", "prime-drop", "seconds-range", "roll", "play"))):
+        Select(browser.find_element("id", "model")).select_by_value(live_server[1][kind].name)
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen ({kind})"
+        for element_id in elements:
+            box = browser.find_element("id", element_id).rect
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"#{element_id} does not fit"
 
 
 def _painted_pixels(driver, canvas_id: str) -> int:
