@@ -331,9 +331,6 @@ def test_music_continues_a_bach_prime_plays_and_downloads(browser, live_server, 
             else setTimeout(listen, 50);
         })();""")
     assert level > 0.01, f"playback is silent (peak {level})"
-    screenshot = os.environ.get("CHARGEN_STUDIO_SCREENSHOT")  # docs/studio.png -> docs/studio-music.png
-    if screenshot:
-        browser.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "-music.png")))
     play.click()
     _wait(lambda: play.get_attribute("data-playing") == "done", "the player to stop")
 

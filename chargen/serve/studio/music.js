@@ -197,7 +197,7 @@ function drawRoll(notes, playhead) {
   }
   // The time axis: a tick every 1, 2, 5, 10... seconds, about a dozen in all.
   const every = [1, 2, 5, 10, 15, 30, 60, 120].find((s) => end / s <= 12) || 300;
-  for (let t = 0; t <= end; t += every) g.fillText(`${t}s`, x(t), height - 4);
+  for (let t = 0; t <= end; t += every) if (x(t) + 24 <= width) g.fillText(`${t}s`, x(t), height - 4);
   for (const [start, stop, pitch, velocity, program] of pitched) {
     g.fillStyle = inPrime(start) ? PRIME_COLOUR : `hsla(${(program * 47) % 360}, 65%, ${62 - velocity / 6}%, 0.9)`;
     g.fillRect(x(start), y(pitch), Math.max(x(stop) - x(start), 1.5), Math.max(rowHeight, 1.5));
