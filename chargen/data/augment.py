@@ -86,7 +86,7 @@ class Augmenter:
     def draw(self, epoch: int) -> dict:
         """The rewrite of every piece in `epoch`: a transposition kept inside the pitch range,
         uniform over the semitones allowed, and a tempo factor; the same for the same seed and epoch."""
-        generator = torch.Generator().manual_seed((self.seed ^ _SALT) + epoch * 1_000_003 & (2**63 - 1))
+        generator = torch.Generator().manual_seed(((self.seed ^ _SALT) + epoch * 1_000_003) % 2**63)
         u = torch.rand(self.pieces, generator=generator, dtype=torch.float64)
         shift = (-self.down + (u * (self.down + self.up + 1)).floor().long()).clamp(max=self.up)
         tempo = torch.randint(len(self.factors), (self.pieces,), generator=generator)
