@@ -443,9 +443,14 @@ def test_an_augmented_music_run_resumes_bitwise_exact(tmp_path, augment):
     assert not torch.equal(a["model_state"]["head.weight"], plain.model.state_dict()["head.weight"])
 
 
-def test_a_music_checkpoint_from_before_augmentation_resumes_as_it_trained(tmp_path):
-    """A version 3 checkpoint without augmentation settings or draws (chargen before --augment)
-    resumes without augmentation, exactly as its run would have gone on."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_music_checkpoint_from_before_augmentation_resumes_as_it_trained(tmp_path, monkeypatch, version):
+    """A checkpoint without augmentation settings or draws (chargen before --augment), of the
+    duration vocabulary or the note-off one, resumes without augmentation, exactly as its run
+    would have gone on."""
+    from chargen.music import vocabulary
+
+    monkeypatch.setattr(vocabulary, "MIDI_VOCAB_VERSION", version)  # new runs then encode in `version`
     def config():
         return TrainConfig(steps=16, eval_every=5, **TINY_LAYOUT, augment="none")
 
@@ -455,7 +460,7 @@ def test_a_music_checkpoint_from_before_augmentation_resumes_as_it_trained(tmp_p
         return payload
 
     a, b = _stop_and_resume(tmp_path, SONGS, config, stop_at=8, name="old", tamper=older)
-    assert b["train_config"]["augment"] == "none"
+    assert b["train_config"]["augment"] == "none" and b["vocab"]["version"] == version
     assert_same_parameters(a["model_state"], b["model_state"])
 
 
