@@ -1,6 +1,7 @@
 """Music augmentation, measured: Bach trained with and without --augment at equal steps, side by side.
 
-    python bench/music_augment.py --steps 2200                  # trains both, then samples and compares
+    python bench/music_augment.py --steps 2200                  # trains none and transpose, samples, compares
+    python bench/music_augment.py --steps 2200 --augment none --augment tempo
     python bench/music_augment.py --run none=RUN --run transpose=RUN   # runs trained already
 
 Each --augment setting trains in its own process on one torch thread, all at once, so

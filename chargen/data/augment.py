@@ -5,6 +5,7 @@ Shown each piece transposed by a random number of semitones, a new draw every ep
 the model sees the same music in many keys and learns what stays when the key changes
 (Performance RNN, Music Transformer, MidiTok). The rewrite is a table lookup per token
 (chargen.music.transpose), so the token count and the TBPTT layout stay as they are.
+It is an option, off by default: on runs of 10 minutes it measured worse (MUSIC_DEFAULT).
 
     augment = Augmenter(corpus.vocab, corpus.train, "transpose", seed=1111)
     draws = augment.draw(epoch)                    # {"epoch", "transpose", "tempo"}: one entry per piece
@@ -29,7 +30,8 @@ from chargen.vocab import Vocab
 
 AUGMENTS = ("auto", "none", "transpose", "tempo", "transpose+tempo")  # auto: MUSIC_DEFAULT for MIDI, none for text
 # Chosen by measurement (docs/midi.md#augmentation-each-piece-in-other-keys): on Bach at the steps
-# of a 10-minute run, transposing cost 0.17 bits/token of validation and most notes' key.
+# of a 10-minute run, transposing cost 0.17 bits/token of validation and the samples' key, and
+# stretching tempo changed nothing beyond the spread between seeds.
 MUSIC_DEFAULT = "none"
 # Transposition by up to this many semitones either way (11 keys), unless a run says otherwise
 # (--transpose); measured in docs/midi.md.
