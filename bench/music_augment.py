@@ -49,7 +49,7 @@ def wait_all(processes: list[subprocess.Popen]) -> None:
 def scores(run: Path, corpus: str) -> dict:
     """Final validation (per token and per note), and the whole training split scored as it is."""
     import chargen as api
-    from chargen.training.loop import evaluate
+    from chargen.training.validation import evaluate
 
     payload = checkpoint.load(run / checkpoint.LAST)
     config = payload["train_config"]
@@ -57,7 +57,8 @@ def scores(run: Path, corpus: str) -> dict:
     data = load_corpus([corpus], val_frac=config["val_frac"], vocab=model.vocab)
     val = payload["state"]["history"][-1][2]
     train = evaluate(model.network, data.train, config["batch_size"], config["seq_len"], precision=model.precision)
-    return {"val": val, "train": train, "per_note": bits_per_note(val, data.val, data.vocab, config["batch_size"]),
+    return {"val": val, "train": train, "per_note": bits_per_note(val, data.val, data.vocab, config["batch_size"], config["seq_len"],
+                                                                      config["eval_tokens"]),
             "steps": payload["state"]["step"], "augment": config.get("augment", "none")}
 
 

@@ -24,6 +24,7 @@ facts about a run come from chargen/training/facts.py.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ class FileScore:
     tokens: int  # tokens scored
     skipped: list  # (path, reason) for each file of a folder that could not be read
     bits_per_note: Optional[float] = None  # music: the same bits over the notes scored (note:, on:, drum:)
+    cold_bits: float = math.nan  # the same, over passages each read from the start state (training/validation.py)
+    passages: int = 0  # how many passages cold_bits read
 
 
 class Model:
@@ -311,7 +314,8 @@ class Model:
 
     def score_ids(self, ids: torch.Tensor, batch_size: int = SCORE_BATCH_SIZE) -> float:
         """Bits per token of token ids (N,) under the model; see score()."""
-        from chargen.training.loop import TrainConfig, evaluate
+        from chargen.training.loop import TrainConfig
+        from chargen.training.validation import evaluate
 
         if len(ids) < 2:
             raise ArgumentError("text", f"is too short to score: it has {len(ids)} token(s), at least 2 are needed")
@@ -322,6 +326,8 @@ class Model:
         """Bits per character (per token, for music) of a text file, or of a MIDI file or
         folder for a music model, scored in `batch_size` streams as `chargen eval` does."""
         from chargen.data.corpus import load_corpus
+        from chargen.training.loop import TrainConfig
+        from chargen.training.validation import cold_passages, cold_start
 
         # The file is read as the model's corpus was: a model from before --line-endings kept them.
         corpus = load_corpus([os.fspath(path)], format=self.kind, val_frac=0.0, vocab=self.vocab,
@@ -333,8 +339,11 @@ class Model:
         from chargen.training.run import bits_per_note
 
         bits = self.score_ids(corpus.train, batch_size)
+        passages = cold_passages(corpus.train, self.vocab)
+        seq_len = int(self.train_config.get("seq_len", TrainConfig.seq_len))  # as score_ids() reads it
         return FileScore(bits=bits, tokens=len(corpus.train), skipped=list(corpus.skipped),
-                         bits_per_note=bits_per_note(bits, corpus.train, self.vocab, batch_size))
+                         bits_per_note=bits_per_note(bits, corpus.train, self.vocab, batch_size, seq_len),
+                         cold_bits=cold_start(self.network, passages, precision=self.precision), passages=len(passages))
 
     # -- facts -----------------------------------------------------------------------------
 

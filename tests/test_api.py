@@ -169,7 +169,8 @@ def test_score_file_is_what_eval_prints(run, model, tmp_path):
     assert score.tokens == 500 and score.skipped == []
     result = CliRunner().invoke(cli, ["eval", str(run), str(held_out), "--batch-size", "4", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"{score.bits:.4f} bits per character\n"
+    assert result.stdout == (f"{score.bits:.4f} bits per character\n"
+                             f"cold start: {score.cold_bits:.4f} bits per character ({score.passages} passages from the start state)\n")
 
 
 @pytest.mark.parametrize("arguments, parameter", [

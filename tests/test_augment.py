@@ -27,7 +27,8 @@ from chargen.music import transpose
 from chargen.music import vocabulary as miditokens
 from chargen.training import checkpoint
 from chargen.training import run as runs
-from chargen.training.loop import TrainConfig, evaluate
+from chargen.training.loop import TrainConfig
+from chargen.training.validation import evaluate
 
 MIDI_DIR = Path(__file__).parent / "data" / "midi"
 SONGS = [MIDI_DIR / n for n in ("folk_english1.mid", "tiny_c_major_scale.mid", "drums_beat.mid", "multitrack_d8faddb8.mid")]

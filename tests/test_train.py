@@ -5,14 +5,9 @@ import torch
 from conftest import TINY_LAYOUT, tiny_model
 
 from chargen.errors import TrainingError
-from chargen.training.loop import (
-    TrainConfig,
-    TrainState,
-    evaluate,
-    learning_rate,
-    train,
-)
+from chargen.training.loop import TrainConfig, TrainState, learning_rate, train
 from chargen.training.run import make_optimizer
+from chargen.training.validation import evaluate
 from chargen.vocab import Vocab
 
 REPETITIVE = "abcdefgh" * 200

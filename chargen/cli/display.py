@@ -224,6 +224,8 @@ class TrainingReporter:
         self.run, self.progress, self.task, self.progress_of = run, progress, task, progress_of
         self.last_val: Optional[float] = None
         self.last_val_per_note: Optional[float] = None  # music runs
+        self.last_cold: Optional[float] = None  # the cold-start figure of the last validation
+        self.last_val_all: Optional[float] = None  # the whole held-out set, read by the last validation of a run
         self.tokens_per_s = 0.0
         self.windows = 1  # windows per epoch, known from the first event
         self.unit = "char" if run.corpus.kind == "text" else "token"
@@ -233,6 +235,7 @@ class TrainingReporter:
         self.windows = info.get("windows", self.windows)
         if event == "eval":  # before the line is drawn, so it never shows the previous figure
             self.last_val, self.last_val_per_note = info["val_bits"], info.get("val_bits_per_note")
+            self.last_cold, self.last_val_all = info.get("cold_bits"), info.get("val_all_bits")
         if event in ("step", "eval"):
             self.tokens_per_s = info["tokens_per_s"]
             epoch = s.epoch + s.window / info["windows"]
@@ -247,7 +250,7 @@ class TrainingReporter:
             per_note = "" if self.last_val_per_note is None else f" ({self.last_val_per_note:.3f} bits/note)"
             self.progress.console.print(
                 f"step {s.step:>6}  train {info['train_bits']:.4f}  "
-                f"val {format_bits(info['val_bits'])} bits/{self.unit}{per_note}  "
+                f"val {format_bits(info['val_bits'])} bits/{self.unit}{per_note}  cold {format_bits(info.get('cold_bits'))}  "
                 f"{self.tokens_per_s:,.0f} tok/s{best}"
             )
 

@@ -18,7 +18,9 @@ from chargen.cli.options import SAMPLE_OPTIONS, named_options, ranged
 @click.option("--batch-size", type=ranged(BATCH_SIZE), default=SCORE_BATCH_SIZE, show_default=True, help="Parallel streams.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="Products in bf16 or fp32; auto: bf16 where the hardware has it.")
 def eval_command(checkpoint_path, file, batch_size, precision):
-    """Print the bits per character (per token, and per note, for music) of FILE under a model.
+    """Print the bits per character (per token, and per note, for music) of FILE under a model,
+    then the cold-start figure: the same over up to 128 passages of FILE (after its blank
+    lines), each read from the model's start state, as a sample begins.
 
     \b
     Example:
@@ -36,6 +38,7 @@ def eval_command(checkpoint_path, file, batch_size, precision):
     click.echo(f"{score.bits:.4f} bits per {unit}")
     if score.bits_per_note is not None:  # music: comparable across vocabularies
         click.echo(f"{score.bits_per_note:.4f} bits per note")
+    click.echo(f"cold start: {score.cold_bits:.4f} bits per {unit} ({score.passages} passages from the start state)")
 
 
 @click.command()

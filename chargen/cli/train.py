@@ -167,9 +167,17 @@ def _print_summary(run, reporter: display.TrainingReporter, single_process_rate:
         rows.append(("per process", f"{per_process:,.0f} tokens/s ({run.world.size} processes)"))
         rows.append(("scaling efficiency", "give --single-process-rate TOKENS/S to compare" if efficiency is None else
                      f"{efficiency:.0%} of {run.world.size} x {single_process_rate:,.0f} tokens/s (the single-process rate given)"))
+    # Every validation reads the same eval_tokens held-out tokens; where that is not all of them,
+    # the last one's reading of the whole set is shown apart.
+    capped = reporter.last_val_all is not None and reporter.last_val_all != reporter.last_val
     rows += [
         ("final val", f"{display.format_bits(reporter.last_val)} bits/{reporter.unit}"
-                      + ("" if reporter.last_val_per_note is None else f", {reporter.last_val_per_note:.4f} bits/note")),
+                      + ("" if reporter.last_val_per_note is None else f", {reporter.last_val_per_note:.4f} bits/note")
+                      + (f" (on {run.config.eval_tokens:,} held-out tokens, as every validation)" if capped else "")),
+        *([("all held-out", f"{display.format_bits(reporter.last_val_all)} bits/{reporter.unit} "
+                            f"(all {len(run.corpus.val):,} tokens)")] if capped else []),
+        ("cold start", f"{display.format_bits(reporter.last_cold)} bits/{reporter.unit} "
+                       "(read from the start state, as a sample begins)"),
         ("best val", f"{display.format_bits(s.best_val)} bits/{reporter.unit}"),
         ("run", str(run.directory)),
         ("sample", f"chargen sample {run.directory}"),

@@ -108,7 +108,8 @@ class PlainProgress:
             best = " best" if info.get("is_best") else ""
             per_note = info.get("val_bits_per_note")
             per_note = "" if per_note is None else f" ({per_note:.3f} bits/note)"
+            cold = info.get("cold_bits")
             self.line(f"step {self.run.state.step:>6}  train {info['train_bits']:.4f}  val {val:.4f} bits/{self.unit}"
-                      f"{per_note}  {info['tokens_per_s']:,.0f} tok/s{best}")
+                      f"{per_note}  cold {'-' if cold is None else f'{cold:.4f}'}  {info['tokens_per_s']:,.0f} tok/s{best}")
         elif event == "stop" and info.get("interrupted"):
             self.line("interrupted: a checkpoint was saved")

@@ -1,11 +1,11 @@
-"""Training with truncated backpropagation through time (TBPTT), and evaluation.
+"""Training with truncated backpropagation through time (TBPTT).
 
 The corpus is cut into `batch_size` contiguous streams (see batching.batchify).
 Each step trains on the next window of `seq_len` tokens of every stream, then
 carries the final hidden state into the next window, detached so gradients
 stop at the window boundary (Williams & Peng, 1990; the word_language_model
-example's repackage_hidden). The state is reset to zeros at each epoch and
-before evaluation.
+example's repackage_hidden). The state is reset to zeros at each epoch.
+Validation (on held-out text, and from a cold start) is validation.py's.
 
 Everything a run needs to continue exactly where it stopped (the step, the data
 position, the carried hidden state, the RNG state) lives in TrainState, which
@@ -26,8 +26,9 @@ from chargen.data.augment import AUGMENTS, MAX_TRANSPOSE, TRANSPOSE_SEMITONES, A
 from chargen.data.batching import batchify, get_window, num_windows
 from chargen.errors import ArgumentError, TrainingError
 from chargen.model import CharRNN, Hidden, detach_hidden, map_hidden
-from chargen.precision import FP32, PRECISIONS, Precision, choose_precision
+from chargen.precision import PRECISIONS, choose_precision
 from chargen.training.distributed import World
+from chargen.training.validation import cold_start, to_fp32, validate
 
 LN2 = math.log(2.0)
 
@@ -53,9 +54,9 @@ class TrainConfig:
     # 111k held-out tokens costs as much as 24 training steps of the default model, so every 200
     # steps spent 11% of a run's time validating; every 500, 5% (docs/benchmarks.md).
     eval_every: int = 500
-    # Cap on validation tokens per periodic evaluation (the last one uses all). Not lower: a
-    # prefix of the held-out text is not a fair sample of it (Tiny Shakespeare's first 50k
-    # held-out tokens scored 0.07 bits/char below all 111k), and best.pt is chosen by these.
+    # Held-out tokens per validation: the first windows of every validation stream, spread over
+    # the held-out set and the same each time, so best.pt is chosen on one measure (validation.py).
+    # The last validation also reads them all, reported apart. Not fewer: fewer is noisier.
     eval_tokens: int = 200_000
     seed: int = 1111
     precision: str = "auto"  # auto | fp32 | bf16: bf16 products (mixed precision) where the hardware has them
@@ -120,7 +121,7 @@ class TrainState:
     best_val: float = math.inf  # best validation bits per token so far
     elapsed: float = 0.0  # seconds of training, over all sessions of the run
     tokens: int = 0  # training tokens seen
-    history: list = field(default_factory=list)  # [step, train bits, val bits or None]
+    history: list = field(default_factory=list)  # [step, train bits, val bits or None]; val on eval_tokens
     augment: Optional[dict] = None  # this epoch's augmentation draws (chargen.data.augment); None: none yet
 
     def to_dict(self) -> dict:
@@ -155,62 +156,6 @@ def progress_of(config: TrainConfig, state: TrainState, windows_per_epoch: int) 
     return max(done)
 
 
-@torch.no_grad()
-def evaluate(
-    model: CharRNN,
-    ids: torch.Tensor,
-    batch_size: int,
-    seq_len: int,
-    max_tokens: Optional[int] = None,
-    world: Optional[World] = None,
-    precision: Precision = FP32,
-) -> float:
-    """Mean negative log-likelihood of `ids` under the model, in bits per token.
-
-    The hidden state starts at zeros and is carried across windows, as in training,
-    and in fp32 between windows; the products run in `precision`, the loss in fp32.
-    With several ranks, each evaluates its share of the streams and the sums are combined.
-    """
-    world = world or World()
-    streams = _evaluation_streams(ids, batch_size, max_tokens)
-    if streams is None:
-        return math.nan
-    device = next(model.parameters()).device
-    batch_size = len(streams)
-    windows = num_windows(streams, seq_len)
-    streams = streams[world.rows(batch_size)].to(device)  # all rows in one process
-    was_training = model.training
-    model.eval()
-    hidden = model.init_hidden(len(streams))
-    total, count = 0.0, 0
-    for w in range(windows if len(streams) else 0):
-        x, y = get_window(streams, w, seq_len)
-        with precision.autocast():
-            logits, hidden = model(x, hidden)
-        hidden = to_fp32(hidden)
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
-        count += y.numel()
-    model.train(was_training)
-    total, count = world.gather_floats(total, count).sum(dim=0).tolist()
-    return total / count / LN2
-
-
-def _evaluation_streams(ids: torch.Tensor, batch_size: int, max_tokens: Optional[int]) -> Optional[torch.Tensor]:
-    """The streams evaluate() reads `ids` in (None when there is nothing to score)."""
-    if max_tokens is not None:
-        ids = ids[: max_tokens + 1]
-    if len(ids) < 2:
-        return None
-    return batchify(ids, max(1, min(batch_size, (len(ids) - 1) // 2)))
-
-
-def scored_targets(ids: torch.Tensor, batch_size: int, max_tokens: Optional[int] = None) -> torch.Tensor:
-    """The tokens evaluate() predicts (all but each stream's first), flattened: with them a
-    per-token figure becomes one per anything else, such as bits per note."""
-    streams = _evaluation_streams(ids, batch_size, max_tokens)
-    return ids[:0] if streams is None else streams[:, 1:].flatten()
-
-
 Callback = Callable[[str, dict], None]
 
 
@@ -225,12 +170,16 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     world: Optional[World] = None,
     augment: Optional[Augmenter] = None,
+    cold_passages: Optional[torch.Tensor] = None,
 ) -> TrainState:
     """Train until a budget (epochs, steps, minutes) is spent or `should_stop()` says so.
 
     `callback(event, info)` hears "step" after every step, "eval" after each
     validation (the moment to save a checkpoint: `state` is consistent then),
-    and "stop" when the loop ends. Raises TrainingError if the loss diverges;
+    and "stop" when the loop ends. Every validation scores the same eval_tokens
+    held-out tokens (val_bits, by which best_val is kept), the last one all of them
+    too (val_all_bits), and with `cold_passages` the cold-start figure (cold_bits;
+    see validation.py). Raises TrainingError if the loss diverges;
     the model is then left as it was before the bad step.
 
     With a `world` of several ranks (see distributed.py), this rank trains on its
@@ -321,10 +270,11 @@ def train(
 
         final = budget_spent()
         if state.step % config.eval_every == 0 or final:
-            # Periodic validations see at most eval_tokens; the final one sees everything.
+            # Every validation scores the same tokens (one measure for best_val); the last, all too.
             eval_start = time.perf_counter()
-            max_tokens = None if final else config.eval_tokens
-            val = evaluate(model, val_ids, config.batch_size, config.seq_len, max_tokens, world, precision)
+            val, val_all = validate(model, val_ids, config.batch_size, config.seq_len, config.eval_tokens, world,
+                                    precision, whole=final)
+            cold = None if cold_passages is None else cold_start(model, cold_passages, world, precision)
             info["eval_seconds"] = time.perf_counter() - eval_start
             is_best = math.isfinite(val) and val < state.best_val
             if is_best:
@@ -332,7 +282,8 @@ def train(
             state.history.append([state.step, train_bits, None if math.isnan(val) else val])
             state.elapsed = elapsed_before + time.perf_counter() - session_start
             gather_state()
-            callback("eval", info | {"val_bits": val, "is_best": is_best, "final": final})
+            callback("eval", info | {"val_bits": val, "val_all_bits": val_all, "cold_bits": cold, "is_best": is_best,
+                                     "final": final})
         # Ranks stop together: when any was asked to, and when the slowest clock says so.
         shared = world.gather_floats(float(should_stop()), state.elapsed)
         state.elapsed = shared[:, 1].max().item()
@@ -342,7 +293,3 @@ def train(
     gather_state()
     callback("stop", {"windows": windows, "interrupted": interrupted})
     return state
-
-def to_fp32(hidden: Hidden) -> Hidden:
-    """The hidden state in fp32 (bf16 products leave it in bf16); fp32 tensors pass unchanged."""
-    return map_hidden(torch.Tensor.float, hidden)

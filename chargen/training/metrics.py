@@ -1,7 +1,11 @@
 """metrics.jsonl: one JSON object per validation, in a run directory.
 
-    {"step": 500, "epoch": 0.51, "train_bits": 2.41, "val_bits": 2.38, "lr": 0.0029,
-     "tokens_per_s": 6344.1, "elapsed_s": 161.2}
+    {"step": 500, "epoch": 0.51, "train_bits": 2.41, "val_bits": 2.38, "val_all_bits": null,
+     "cold_bits": 2.47, "lr": 0.0029, "tokens_per_s": 6344.1, "elapsed_s": 161.2}
+
+val_bits is scored on the same held-out tokens at every validation (chargen.training.validation),
+val_all_bits on all of them at the run's last validation (null before), cold_bits from the
+start state.
 
 A run appends a row at each validation (chargen/training/run.py), a resumed run drops
 the rows after its checkpoint, and the server and `chargen info` read the curve back.

@@ -34,7 +34,8 @@ from chargen.precision import Precision, choose_precision
 from chargen.training import checkpoint, metrics
 from chargen.training.distributed import World
 from chargen.training.dropout import auto_dropout
-from chargen.training.loop import TrainConfig, TrainState, scored_targets, train
+from chargen.training.loop import TrainConfig, TrainState, train
+from chargen.training.validation import cold_passages, scored_targets
 from chargen.vocab import Vocab
 
 
@@ -179,9 +180,9 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
         eval_seconds += info.get("eval_seconds", 0.0)
         train_seconds = max(time.perf_counter() - started - eval_seconds, 1e-9)
         info = info | {"tokens_per_s": (run.state.tokens - tokens_at_start) / train_seconds}
-        if event == "eval" and run.corpus.kind == "midi":  # validation read as train() did: the cap unless final
+        if event == "eval" and run.corpus.kind == "midi":  # on the tokens val_bits read
             info["val_bits_per_note"] = bits_per_note(info["val_bits"], run.corpus.val, run.corpus.vocab,
-                                                      run.config.batch_size, None if info["final"] else run.config.eval_tokens)
+                                                      run.config.batch_size, run.config.seq_len, run.config.eval_tokens)
         if event == "eval" and writes:
             # This order keeps the directory consistent after a kill -9 at any point:
             # a metrics row ahead of last.pt is dropped on resume (the steps are redone),
@@ -203,11 +204,11 @@ def _execute(run: Run, callback: Optional[Callable[[str, dict], None]], should_s
                                        run.config.transpose)
     return train(
         run.model, run.optimizer, run.corpus.train, run.corpus.val, run.config, run.state, on_event, should_stop, run.world,
-        augmenter,
+        augmenter, cold_passages=cold_passages(run.corpus.val, run.corpus.vocab),
     )
 
 
-def bits_per_note(bits_per_token: float, ids: torch.Tensor, vocab: Vocab, batch_size: int,
+def bits_per_note(bits_per_token: float, ids: torch.Tensor, vocab: Vocab, batch_size: int, seq_len: int,
                   max_tokens: Optional[int] = None) -> Optional[float]:
     """A music score in bits per note: the bits evaluate() gave per token of `ids` (in the
     same layout), times the tokens it scored, over the notes among them (note:, on: and
@@ -217,7 +218,7 @@ def bits_per_note(bits_per_token: float, ids: torch.Tensor, vocab: Vocab, batch_
         return None
     from chargen.music.vocabulary import is_note
 
-    targets = scored_targets(ids, batch_size, max_tokens)
+    targets = scored_targets(ids, batch_size, seq_len, max_tokens)
     notes = int(torch.tensor([is_note(t) for t in vocab.tokens])[targets.long()].sum())
     return bits_per_token * len(targets) / notes if notes else None
 
@@ -228,7 +229,9 @@ def _metrics_row(run: Run, info: dict) -> dict:
         "step": run.state.step,
         "epoch": run.state.epoch + run.state.window / info["windows"],
         "train_bits": round(info["train_bits"], 5),
-        "val_bits": None if math.isnan(info["val_bits"]) else round(info["val_bits"], 5),
+        "val_bits": _bits(info["val_bits"]),  # on eval_tokens held-out tokens, the same at every validation
+        "val_all_bits": _bits(info.get("val_all_bits")),  # all of them: the last validation only
+        "cold_bits": _bits(info.get("cold_bits")),
     }
     if info.get("val_bits_per_note") is not None:  # music runs
         row["val_bits_per_note"] = round(info["val_bits_per_note"], 5)
@@ -237,3 +240,7 @@ def _metrics_row(run: Run, info: dict) -> dict:
         "tokens_per_s": round(info["tokens_per_s"], 1),
         "elapsed_s": round(run.state.elapsed, 2),
     }
+
+
+def _bits(value: Optional[float]) -> Optional[float]:
+    return None if value is None or math.isnan(value) else round(value, 5)
