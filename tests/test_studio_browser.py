@@ -48,6 +48,13 @@ def require_browser():
 @pytest.fixture(scope="module")
 def live_server(require_browser, session_text_run, session_music_run):
     """`chargen serve` on a free port, in a thread of this process."""
+    with _serving([session_text_run, session_music_run]) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serving(runs):
+    """(address, {kind: served model}) of `chargen serve RUN...` on a free port, in a thread."""
     import uvicorn
 
     from chargen.serve import app as server
@@ -55,15 +62,17 @@ def live_server(require_browser, session_text_run, session_music_run):
     from chargen.serve.requests import Limits
 
     limits = Limits()
-    app = server.create_app(serving.load_models([str(session_text_run), str(session_music_run)], limits), limits)
+    app = server.create_app(serving.load_models([str(run) for run in runs], limits), limits)
     sock = server.listen("127.0.0.1", 0)
     live = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     _wait(lambda: live.started, "the server to start")
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", {s.model.kind: s for s in app.state.models}
-    live.should_exit = True
-    thread.join(timeout=WAIT_S)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", {s.model.kind: s for s in app.state.models}
+    finally:
+        live.should_exit = True
+        thread.join(timeout=WAIT_S)
 
 
 @pytest.fixture
@@ -388,3 +397,34 @@ def _painted_pixels(driver, canvas_id: str) -> int:
         let painted = 0;
         for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
         return painted;""", canvas_id)
+
+
+def test_the_studio_shows_what_real_models_write(require_browser, real_runs, tmp_path):
+    """The studio serving models trained on the real corpora (those of tests/test_outcomes.py):
+    from the start state, the text model's page reads as Shakespeare under the corpus's
+    bigram yardstick, and the Bach model's piece is drawn with its notes.
+    (bench/studio_screenshots.py takes docs/studio.png the same way.)"""
+    from test_outcomes import NOISE_BITS, BigramYardstick
+
+    from selenium.webdriver.support.ui import Select
+
+    with _serving([real_runs["text"][1111], real_runs["music"]]) as (url, served), start_chromium(url, tmp_path) as page:
+        _set(page, "length", 400)
+        _set(page, "seed", 1)
+        page.find_element("id", "generate").click()
+        _wait(lambda: _status(page) in ("done", "error"), "the text")
+        assert _status(page) == "done", page.find_element("id", "status").text
+        text = page.find_element("id", "output-new").get_attribute("textContent")
+        assert text == chargen.load(real_runs["text"][1111]).generate(length=400, temperature=0.8, seed=1)
+        corpus = (Path(__file__).parent.parent / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")
+        assert BigramYardstick(corpus).bits("\n" + text) < NOISE_BITS, text
+        assert _painted_pixels(page, "loss") > 500, "the loss chart is empty"
+
+        Select(page.find_element("id", "model")).select_by_value(served["midi"].name)
+        _set(page, "seconds", 20)
+        page.find_element("id", "generate").click()
+        _wait(lambda: _status(page) in ("done", "error"), "the piece")
+        assert _status(page) == "done", page.find_element("id", "status").text
+        assert int(page.find_element("id", "roll").get_attribute("data-notes")) > 20
+        assert _painted_pixels(page, "roll") > 500, "the piano roll is empty"
+        assert _errors(page) == []
