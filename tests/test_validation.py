@@ -114,3 +114,31 @@ def test_best_pt_is_the_better_model_on_the_one_measure_every_validation_uses(tm
     assert scores[checkpoint.BEST] <= scores[checkpoint.LAST] + 1e-9
     # The whole set is reported apart, at the end, and never decides best.pt.
     assert rows[-1]["val_all_bits"] is not None and all(r["val_all_bits"] is None for r in rows[:-1])
+
+
+def test_ranks_score_disjoint_shares_whose_sums_give_the_one_process_figures():
+    """Under torchrun each rank reads its share of the streams and passages and the sums are
+    gathered. Here two ranks are played in turn by a World whose gather records what each sends."""
+    from chargen.training.distributed import World
+
+    sent = {}
+
+    class Rank(World):
+        def gather_floats(self, *values):
+            sent.setdefault(self.rank, []).append(values)
+            return torch.tensor([values], dtype=torch.float64)
+
+    model = tiny_model(vocab_size=len(VOCAB))
+    passages = cold_passages(IDS, VOCAB)
+    for rank in (0, 1):
+        validate(model, IDS, 4, 16, max_tokens=100, world=Rank(rank=rank, size=2), whole=True)
+        cold_start(model, passages, world=Rank(rank=rank, size=2))
+    (val0, cold0), (val1, cold1) = sent[0], sent[1]
+    # validate sends (subset bits, subset tokens, all bits, all tokens) in nats; cold_start (bits, tokens)
+    both = [a + b for a, b in zip(val0, val1)]
+    subset, whole = validate(model, IDS, 4, 16, max_tokens=100, whole=True)
+    assert both[1] == 4 * 2 * 16 and val0[1] == val1[1]  # 4 streams x 2 windows of 16, half each
+    assert both[0] / both[1] / math.log(2) == pytest.approx(subset, rel=1e-6)
+    assert both[2] / both[3] / math.log(2) == pytest.approx(whole, rel=1e-6)
+    assert cold0[1] + cold1[1] == passages[:, 1:].numel() and cold0[1] == cold1[1]
+    assert (cold0[0] + cold1[0]) / (cold0[1] + cold1[1]) / math.log(2) == pytest.approx(cold_start(model, passages), rel=1e-6)
