@@ -1,14 +1,15 @@
 """Screenshots of the studio serving real models: docs/studio.png (text) and docs/studio-music.png.
 
-    chargen train data/tinyshakespeare.txt --steps 2200 --out checkpoints/ts-shot   # about 5 minutes on 2 cores
-    chargen train data/bach --steps 2200 --out checkpoints/bach-shot
+    chargen train data/tinyshakespeare.txt --minutes 10 --out checkpoints/ts-shot
+    chargen train data/bach --steps 2200 --out checkpoints/bach-shot   # about 10 minutes on one core
     python bench/studio_screenshots.py checkpoints/ts-shot checkpoints/bach-shot
 
 Serves both runs as `chargen serve` does (in this process, on a free port), drives the
 system's headless Chromium through /usr/bin/chromedriver (as tests/test_studio_browser.py
 does; nothing is downloaded), generates a text from the text model's start state and a piece
-from the music model's, and saves one screenshot of each. --out-dir writes them elsewhere;
---seed and --prime choose the text shown.
+continuing the first 8 s of data/bach/bach_bwv10_7.mid with the music model (the prime drawn
+in grey), and saves one screenshot of each. --out-dir writes them elsewhere; --seed and
+--prime choose the text shown, --prime-midi the piece continued ("" starts from nothing).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def main() -> None:
     parser.add_argument("--prime", default="", help="the text model's prime (default: its start state)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--length", type=int, default=600)
+    parser.add_argument("--prime-midi", default=str(ROOT / "data" / "bach" / "bach_bwv10_7.mid"))
     args = parser.parse_args()
     url, stop = serve([args.text_run, args.music_run])
     try:
         with browser(url) as driver:
             shoot_text(driver, args.prime, args.seed, args.length, args.out_dir / "studio.png")
-            shoot_music(driver, args.seed, args.out_dir / "studio-music.png")
+            shoot_music(driver, args.prime_midi, args.seed, args.out_dir / "studio-music.png")
     finally:
         stop()
 
@@ -109,11 +111,14 @@ def shoot_text(driver, prime: str, seed: int, length: int, path: Path) -> None:
     save(driver, path)
 
 
-def shoot_music(driver, seed: int, path: Path) -> None:
+def shoot_music(driver, prime_midi: str, seed: int, path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element("id", "model")).select_by_index(1)
-    fill(driver, "seconds", 30)
+    if prime_midi:
+        fill(driver, "prime-seconds", 8)
+        driver.find_element("id", "prime-file").send_keys(str(Path(prime_midi).resolve()))
+    fill(driver, "seconds", 16)
     fill(driver, "seed", seed)
     generate(driver)
     save(driver, path)

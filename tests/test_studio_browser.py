@@ -4,7 +4,7 @@ A live uvicorn server on a free port serves the session's tiny text and music
 models; selenium drives the system browser through /usr/bin/chromedriver (never
 a downloaded one). Without a browser the tests skip, unless CHARGEN_REQUIRE_BROWSER=1
 (CI sets it), where they fail. CHARGEN_STUDIO_SCREENSHOT=path saves a screenshot
-of the studio there (docs/studio.png is made this way).
+of the studio there (bench/studio_screenshots.py takes the docs/ screenshots from real models).
 """
 
 import contextlib
@@ -404,9 +404,8 @@ def test_the_studio_shows_what_real_models_write(require_browser, real_runs, tmp
     from the start state, the text model's page reads as Shakespeare under the corpus's
     bigram yardstick, and the Bach model's piece is drawn with its notes.
     (bench/studio_screenshots.py takes docs/studio.png the same way.)"""
-    from test_outcomes import NOISE_BITS, BigramYardstick
-
     from selenium.webdriver.support.ui import Select
+    from test_outcomes import NOISE_BITS, BigramYardstick
 
     with _serving([real_runs["text"][1111], real_runs["music"]]) as (url, served), start_chromium(url, tmp_path) as page:
         _set(page, "length", 400)
