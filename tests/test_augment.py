@@ -21,7 +21,6 @@ from chargen.cli import cli
 from chargen.data import augment
 from chargen.data.corpus import load_corpus
 from chargen.errors import CorpusError
-from chargen.music import grid
 from chargen.music import midifile as midi
 from chargen.music import transpose
 from chargen.music import vocabulary as miditokens
