@@ -13,6 +13,7 @@ size or option name happens in one place:
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,21 @@ TINY_TEXT = (
 # The one tiny model of the suite (ModelConfig fields), and the batch layout it trains with.
 TINY_MODEL = dict(cell="lstm", num_layers=2, hidden_size=16, embed_dim=8, dropout=0.0)
 TINY_LAYOUT = dict(batch_size=4, seq_len=16)
+
+
+def as_from_a_terminal(*, nohup: bool = False):
+    """A preexec_fn: the child starts with Ctrl-C, SIGTERM and SIGHUP at their defaults, as a
+    program started from a terminal does (or with SIGHUP ignored, as `nohup` starts it). Without
+    it a child inherits what the test run had: a suite started in the background by a
+    non-interactive shell has SIGINT ignored, and chargen rightly leaves an ignored signal alone."""
+
+    def preexec() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        if nohup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    return preexec
 
 
 def train_args(**settings) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, train_args
+from conftest import TINY_LAYOUT, TINY_MODEL, TINY_RUN_STEPS, as_from_a_terminal, train_args
 
 from chargen import atomic
 from chargen.cli import cli
@@ -54,6 +54,7 @@ def assert_same_parameters(a: dict, b: dict) -> None:
 def chargen_process(*args: str, **kwargs) -> subprocess.Popen:
     """Start `python -m chargen ARGS` from the repository, one thread (CPU is shared)."""
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    kwargs.setdefault("preexec_fn", as_from_a_terminal())
     return subprocess.Popen(
         [sys.executable, "-m", "chargen", *args],
         env=env,
@@ -265,11 +266,7 @@ def api_process(corpus: Path, run: Path, steps: int, ignore_sighup: bool = False
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code, str(corpus), str(run)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_ignore_sighup if ignore_sighup else None)
-
-
-def _ignore_sighup() -> None:  # what nohup does before it starts a program
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                            preexec_fn=as_from_a_terminal(nohup=ignore_sighup))
 
 
 @pytest.mark.slow
@@ -298,7 +295,7 @@ def test_under_nohup_a_hang_up_does_not_stop_training(tmp_path, entry):
     corpus, run = write_corpus(tmp_path / "tiny.txt", words=200), tmp_path / "run"
     if entry == "cli":
         proc = chargen_process("train", str(corpus), "--steps", "30", "--eval-every", "1000", "--out", str(run), *TINY,
-                               preexec_fn=_ignore_sighup)
+                               preexec_fn=as_from_a_terminal(nohup=True))
     else:
         proc = api_process(corpus, run, steps=30, ignore_sighup=True)
     wait_until((run / "last.pt").exists, proc, "the step-0 checkpoint")

@@ -16,7 +16,7 @@ import pytest
 
 starlette = pytest.importorskip("starlette", reason="chargen serve needs the serve extra")
 
-from conftest import TINY_TEXT  # noqa: E402
+from conftest import TINY_TEXT, as_from_a_terminal  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import chargen  # noqa: E402
@@ -590,7 +590,8 @@ def test_serve_refuses_a_missing_run_and_a_busy_port(session_text_run, tmp_path)
 @pytest.mark.slow
 def test_serve_answers_then_stops_cleanly_on_ctrl_c(session_text_run):
     process = subprocess.Popen([sys.executable, "-m", "chargen", "serve", str(session_text_run), "--port", "0"],
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               preexec_fn=as_from_a_terminal())
     try:
         lines = []
         for line in process.stderr:  # wait for the address it printed
@@ -850,7 +851,7 @@ def test_sigterm_ends_a_live_stream_with_an_error_event(session_text_run):
     """Issue 21: SIGTERM during streams cut them without an `event: error`."""
     process = subprocess.Popen([sys.executable, "-m", "chargen", "serve", str(session_text_run), "--port", "0",
                                 "--max-length", "1000000"], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=as_from_a_terminal())
     try:
         for line in process.stderr:
             if "serving at http://" in line:
