@@ -71,10 +71,10 @@ def serve(runs: list[str]):
 
 
 class browser:
-    """Headless Chromium at `url`, 1280 x 900, once the studio says it is ready."""
+    """Headless Chromium at `url` (a window of `size`, 1280 x 900 unless said), once the studio says it is ready."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, size: str = "1280,900"):
+        self.url, self.size = url, size
 
     def __enter__(self):
         import tempfile
@@ -88,7 +88,7 @@ class browser:
         options.binary_location = CHROMIUM
         for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                     "--window-size=1280,900", f"--user-data-dir={self.profile.name}"):
+                     f"--window-size={self.size}", f"--user-data-dir={self.profile.name}"):
             options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
         self.driver.get(self.url + "/")

@@ -8,23 +8,22 @@ writing view, types TEXT and waits for the model's suggestions, then saves a PNG
     python bench/writer_screenshot.py checkpoints/ts-writer --out docs/writer.png
 
 Needs the serve and test extras (starlette, uvicorn, selenium). Nothing leaves the machine.
+The server and the browser are bench/studio_screenshots.py's.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+from bench.studio_screenshots import browser, serve, wait  # noqa: E402
+
 TEXT = ("ROMEO:\nI dreamt a dream to-night.\n\nMERCUTIO:\nAnd so did I.\n\nROMEO:\nWell, what was yours?\n\n"
         "MERCUTIO:\nThat dreamers often lie, and that I")
-WAIT_S = 60
 
 
 def main() -> None:
@@ -35,50 +34,21 @@ def main() -> None:
     parser.add_argument("--unit", default="word", choices=["word", "phrase", "line"])
     args = parser.parse_args()
 
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import Select
 
-    from chargen.serve import app as server
-    from chargen.serve import models as serving
-    from chargen.serve.requests import Limits
-
-    limits = Limits()
-    sock = server.listen("127.0.0.1", 0)
-    live = uvicorn.Server(uvicorn.Config(server.create_app(serving.load_models([args.run], limits), limits),
-                                         log_level="warning", lifespan="off"))
-    threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    wait(lambda: live.started, "the server")
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--window-size=1200,820", "--hide-scrollbars"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    url, stop = serve([args.run])
     try:
-        driver.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
-        wait(lambda: driver.find_element("tag name", "body").get_attribute("data-status") == "ready", "the page")
-        driver.find_element("id", "view-write").click()
-        Select(driver.find_element("id", "writer-unit")).select_by_value(args.unit)
-        driver.find_element("id", "editor").send_keys(args.text)
-        wait(lambda: driver.find_element("id", "editor").get_attribute("data-suggestion") == "shown", "a suggestion")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(args.out)
-        print(f"wrote {args.out}: suggestion {driver.find_element('id', 'suggestion').text!r}")
+        with browser(url, size="1200,820") as driver:
+            driver.find_element("id", "view-write").click()
+            Select(driver.find_element("id", "writer-unit")).select_by_value(args.unit)
+            driver.find_element("id", "editor").send_keys(args.text)
+            wait(lambda: driver.find_element("id", "editor").get_attribute("data-suggestion") == "shown",
+                 "a suggestion")
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(args.out)
+            print(f"wrote {args.out}: suggestion {driver.find_element('id', 'suggestion').text!r}")
     finally:
-        driver.quit()
-        live.should_exit = True
-
-
-def wait(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        stop()
 
 
 if __name__ == "__main__":

@@ -120,13 +120,18 @@ def parse_json(body: bytes, limits: Limits) -> Any:
         raise RequestError(400, "malformed JSON: nested too deeply") from None
 
 
-def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
-    """Check a decoded POST /api/generate body against the field list and the limits."""
+def _check_fields(body: Any, fields) -> None:
+    """A request body is a JSON object whose keys are all among `fields`."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
-    unknown = [k for k in body if k not in FIELDS]
+    unknown = [k for k in body if k not in fields]
     if unknown:
-        raise RequestError(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+        raise RequestError(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(fields)}")
+
+
+def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
+    """Check a decoded POST /api/generate body against the field list and the limits."""
+    _check_fields(body, FIELDS)
     get = body.get
     request = GenerateRequest(
         model=_optional(get("model"), str, "model"),
@@ -156,11 +161,7 @@ def parse_generate(body: Any, limits: Limits) -> GenerateRequest:
 
 def parse_suggest(body: Any, limits: Limits) -> SuggestRequest:
     """Check a decoded POST /api/suggest body: a text to complete, n and unit within the limits."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "the request body must be a JSON object")
-    unknown = [k for k in body if k not in SUGGEST_FIELDS]
-    if unknown:
-        raise RequestError(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(SUGGEST_FIELDS)}")
+    _check_fields(body, SUGGEST_FIELDS)
     request = SuggestRequest(
         model=_optional(body.get("model"), str, "model"),
         text=_string(body.get("text", ""), "text"),
